@@ -1,0 +1,73 @@
+"""The one exception tree of annobridge.
+
+Every error a user can cause or meet is a ``BridgeError``; the CLI prints it as
+``Type: message`` without a traceback and exits with ``exit_code``. Anything else
+is a bug and keeps its traceback.
+
+    BridgeError
+    ├── ConfigError            exit 2: bad mapping or options, nothing sent
+    │   └── MappingError       exit 2: names the mapping file and the key
+    ├── SourceError            exit 2: the sheet cannot be used as given (missing column,
+    │                                  worksheet, header, not an xlsx, empty)
+    └── UnavailableError       exit 3: safe to retry later, nothing lost
+        ├── SourceUnavailable  exit 3: workbook locked or not writable, sheet unreachable
+        ├── TargetUnreachable  exit 3: connection refused, timeouts after retries, 5xx
+        └── AuthRefused        exit 3: 401/403 from the platform
+
+Row-level problems (an invalid label, a span the platform does not know) are not
+exceptions: they end as a row status and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ROWS_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+
+
+class BridgeError(Exception):
+    """Base of every error annobridge reports to a user."""
+
+    exit_code = EXIT_ROWS_FAILED
+
+
+class ConfigError(BridgeError):
+    """The mapping or the options are wrong; nothing was sent."""
+
+    exit_code = EXIT_USAGE
+
+
+class MappingError(ConfigError):
+    """A mapping file is missing, unparsable or has a bad key."""
+
+    def __init__(self, path: object, message: str, key: str | None = None) -> None:
+        self.path = str(path)
+        self.key = key
+        where = f"{self.path}" + (f", key '{key}'" if key else "")
+        super().__init__(f"{where}: {message}")
+
+
+class SourceError(BridgeError):
+    """The sheet cannot be used as the mapping describes it; nothing was sent."""
+
+    exit_code = EXIT_USAGE
+
+
+class UnavailableError(BridgeError):
+    """Something we need is not reachable right now; nothing was lost, retry later."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class SourceUnavailable(UnavailableError):
+    """The workbook or sheet cannot be read or written right now."""
+
+
+class TargetUnreachable(UnavailableError):
+    """The platform did not answer, or answered with a server error, after retries."""
+
+
+class AuthRefused(UnavailableError):
+    """The platform refused our credentials (401/403)."""

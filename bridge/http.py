@@ -1,0 +1,142 @@
+"""One requests.Session factory: timeouts, bounded jittered retries, Retry-After, auth.
+
+Every target talks HTTP through ``make_session``; ``request`` maps transport failures and
+auth refusals to the exception tree, with messages that never contain a credential.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from bridge.errors import AuthRefused, TargetUnreachable
+
+# Retry-After values above this are capped: a cron run should not sleep for an hour.
+MAX_RETRY_AFTER = 60.0
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class _BoundedRetry(Retry):
+    """urllib3 Retry whose Retry-After waits are capped."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, MAX_RETRY_AFTER)
+
+
+class TimeoutSession(requests.Session):
+    """A Session with a default timeout on every request (requests has none)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+def make_session(
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    retries: int = 4,
+    backoff: float = 0.5,
+    pool_size: int = 8,
+) -> TimeoutSession:
+    """A Session for one platform.
+
+    Retries are for requests that are safe to repeat: every write annobridge sends carries
+    the platform's upsert key, so POSTs are retried too.
+
+    :param headers: sent with every request (auth lives here; never logged).
+    :param timeout: seconds for connect and for each read.
+    :param retries: attempts after the first, for connection errors and 429/5xx.
+    :param backoff: base of the exponential backoff, with jitter.
+    """
+    session = TimeoutSession(timeout)
+    retry = _BoundedRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff,
+        backoff_jitter=backoff,
+        backoff_max=30.0,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"User-Agent": "annobridge", **(headers or {})})
+    return session
+
+
+_URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """Remove user:password@ from URLs in a message."""
+    return _URL_CREDENTIALS.sub("//***@", text)
+
+
+def request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    platform: str,
+    auth_hint: str,
+    **kwargs: Any,
+) -> requests.Response:
+    """Send one request; unreachable -> TargetUnreachable, 401/403 -> AuthRefused.
+
+    Other statuses are returned for the target to interpret per row.
+    """
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.exceptions.RetryError as exc:
+        raise TargetUnreachable(
+            f"{platform} at {redact(url)} kept failing after retries ({_reason(exc)}); "
+            "nothing is lost: run again later"
+        ) from None
+    except requests.exceptions.Timeout:
+        raise TargetUnreachable(
+            f"{platform} at {redact(url)} did not answer in time; nothing is lost: run again "
+            "later, or raise target.timeout in the mapping"
+        ) from None
+    except requests.exceptions.ConnectionError as exc:
+        raise TargetUnreachable(
+            f"cannot reach {platform} at {redact(url)} ({_reason(exc)}); is it running, and is "
+            "the URL right? Nothing was lost: run again when it is up"
+        ) from None
+    except requests.exceptions.RequestException as exc:
+        raise TargetUnreachable(f"{platform} request failed: {_reason(exc)}") from None
+    if response.status_code in (401, 403):
+        detail = response.text.strip()[:200]
+        raise AuthRefused(
+            f"{platform} refused the request ({response.status_code} {detail}); {auth_hint}"
+        )
+    if response.status_code in RETRY_STATUSES:
+        raise TargetUnreachable(
+            f"{platform} answered {response.status_code} after retries "
+            f"({response.text.strip()[:200]}); nothing is lost: run again later"
+        )
+    return response
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause, without URLs that could carry credentials."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    m = re.search(r"Caused by (\w+)\(", text)
+    if m:
+        return m.group(1).replace("NewConnectionError", "connection refused")
+    return type(exc).__name__

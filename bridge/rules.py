@@ -1,0 +1,360 @@
+"""Annotation rules -> normalised values and a pandera schema, and SME-readable messages.
+
+Values are normalised first (trim, case-fold, synonyms, numbers from text); the pandera
+schema then checks every rule lazily over the whole sheet at once, and each failure becomes
+a message that names the value and the fix ("score 1.4 is above the maximum 1").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from bridge.mapping import AnnotationSpec, Rules
+from bridge.records import Annotation, Row
+
+ID_PATTERNS: dict[str, tuple[str, str]] = {
+    # kind: (regex, what it looks like, for the message)
+    "span": (r"^[0-9a-f]{16}$", "16 lowercase hex characters, like 67f6740bbe1ddc3f"),
+    "trace": (
+        r"^[0-9a-f]{32}$",
+        "32 lowercase hex characters, like 6c4d3e1b8a0f47c2a9e5d1b7c3f0a2e4",
+    ),
+    "session": (r"^\S(.{0,498}\S)?$", "a session id without leading or trailing spaces"),
+}
+
+IDENTIFIER_PREFIX = "annobridge"
+
+
+@dataclass
+class RowVerdict:
+    """What the rules made of one sheet row."""
+
+    annotations: list[Annotation] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> bool:
+        return not self.annotations and not self.problems
+
+
+def _is_blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return False  # a NaN score is a value, and a wrong one
+    return isinstance(value, str) and value.strip() == ""
+
+
+def _text(value: Any) -> str | None:
+    if _is_blank(value):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def identifier_for(annotator: str | None) -> str:
+    """The upsert identifier: one annotation per (record, name, annotator)."""
+    return f"{IDENTIFIER_PREFIX}:{annotator}" if annotator else IDENTIFIER_PREFIX
+
+
+class _Normalizer:
+    def __init__(self, spec: AnnotationSpec, kind: str) -> None:
+        self.spec = spec
+        self.rules: Rules = spec.rules
+        self.kind = kind
+        labels = self.rules.labels or []
+        fold = (lambda s: s) if self.rules.case_sensitive else str.casefold
+        self.fold = fold
+        self.canonical = {fold(lbl): lbl for lbl in labels}
+        for alias, target in self.rules.synonyms.items():
+            self.canonical.setdefault(fold(alias.strip()), target)
+
+    def label(self, value: Any) -> tuple[str | None, str | None]:
+        text = _text(value)
+        if text is None:
+            return None, None
+        if self.rules.labels is None:
+            return self.rules.synonyms.get(text, text), None
+        return self.canonical.get(self.fold(text), text), None
+
+    def score(self, value: Any) -> tuple[float | None, str | None]:
+        if _is_blank(value):
+            return None, None
+        col = self.spec.score_column
+        if isinstance(value, bool):
+            return (1.0 if value else 0.0), None
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                hint = "; use a decimal point" if re.fullmatch(r"\s*-?\d+,\d+\s*", value) else ""
+                return None, f"{col} '{value.strip()}' is not a number{hint}"
+        else:
+            return None, f"{col} '{value}' is not a number"
+        if math.isnan(number) or math.isinf(number):
+            return None, f"{col} {value} is not a finite number"
+        return number + 0.0, None  # + 0.0 turns -0.0 into 0.0
+
+    def target_id(self, value: Any) -> tuple[str | None, str | None]:
+        col = self.spec.id_column
+        if _is_blank(value):
+            return None, f"{col} is empty; paste the {self.kind} id this label is about"
+        if isinstance(value, bool) or isinstance(value, int | float):
+            return None, (
+                f"{col} is a number ({_num(value)}), not a {self.kind} id; format the column as "
+                "text and paste the id again"
+            )
+        if isinstance(value, datetime | date):
+            return None, f"{col} is a date ({value}), not a {self.kind} id"
+        return str(value).strip(), None
+
+
+@dataclass
+class _Columns:
+    """Normalised values of one annotation entry, one element per row."""
+
+    ids: list[str | None] = field(default_factory=list)
+    labels: list[str | None] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
+    texts: list[str | None] = field(default_factory=list)
+    annotators: list[str | None] = field(default_factory=list)
+    present: list[bool] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "id": pd.Series(self.ids, dtype=object),
+                "label": pd.Series(self.labels, dtype=object),
+                "score": pd.Series(self.scores, dtype="float64"),
+                "explanation": pd.Series(self.texts, dtype=object),
+                "present": pd.Series(self.present, dtype=bool),
+            }
+        )
+
+
+def _normalise(
+    spec: AnnotationSpec, rows: Sequence[Row], kind: str, problems: dict[int, list[str]]
+) -> _Columns:
+    norm = _Normalizer(spec, kind)
+    out = _Columns()
+    ids, labels, scores, texts = out.ids, out.labels, out.scores, out.texts
+    annotators, present = out.annotators, out.present
+    for i, row in enumerate(rows):
+        v = row.values
+        raw_label = v.get(spec.label_column) if spec.label_column else None
+        raw_score = v.get(spec.score_column) if spec.score_column else None
+        raw_text = v.get(spec.explanation_column) if spec.explanation_column else None
+        has_data = not (_is_blank(raw_label) and _is_blank(raw_score) and _is_blank(raw_text))
+        present.append(has_data)
+        if not has_data:
+            ids.append(None)
+            labels.append(None)
+            scores.append(None)
+            texts.append(None)
+            annotators.append(None)
+            continue
+        tid, p1 = norm.target_id(v.get(spec.id_column))
+        label, p2 = norm.label(raw_label)
+        score, p3 = norm.score(raw_score)
+        for p in (p1, p2, p3):
+            if p:
+                problems[i].append(p)
+        ids.append(tid)
+        labels.append(label)
+        scores.append(score)
+        texts.append(_text(raw_text))
+        annotator = _text(v.get(spec.annotator_column)) if spec.annotator_column else None
+        annotators.append(annotator or spec.annotator)
+    return out
+
+
+def build_schema(spec: AnnotationSpec, kind: str) -> pa.DataFrameSchema:
+    """The pandera schema for one annotation entry of a mapping."""
+    rules = spec.rules
+    id_regex = ID_PATTERNS[kind][0]
+    label_checks = [pa.Check.str_length(max_value=rules.max_label_length, error="label_length")]
+    if rules.labels is not None:
+        label_checks.append(pa.Check.isin(rules.labels, error="label_allowed"))
+    score_checks = []
+    if rules.score_min is not None:
+        score_checks.append(pa.Check.ge(rules.score_min, error="score_min"))
+    if rules.score_max is not None:
+        score_checks.append(pa.Check.le(rules.score_max, error="score_max"))
+
+    require = rules.require
+
+    def required(df: pd.DataFrame) -> pd.Series:
+        has_label = df["label"].notna()
+        has_score = df["score"].notna()
+        ok = {
+            "label": has_label,
+            "score": has_score,
+            "label_or_score": has_label | has_score,
+            "label_and_score": has_label & has_score,
+        }[require]
+        return ok | ~df["present"]
+
+    return pa.DataFrameSchema(
+        {
+            "id": pa.Column(
+                checks=[pa.Check.str_matches(id_regex, error="id_format")], nullable=True
+            ),
+            "label": pa.Column(checks=label_checks, nullable=True),
+            "score": pa.Column(checks=score_checks, nullable=True),
+            "explanation": pa.Column(
+                checks=[
+                    pa.Check.str_length(
+                        max_value=rules.max_explanation_length, error="explanation_length"
+                    )
+                ],
+                nullable=True,
+            ),
+        },
+        checks=[pa.Check(required, error="required", element_wise=False)],
+        name=spec.name,
+    )
+
+
+def _message(spec: AnnotationSpec, kind: str, check: str, value: Any) -> str:
+    rules = spec.rules
+    lbl, scr, expl = spec.label_column, spec.score_column, spec.explanation_column
+    if check == "id_format":
+        shown = str(value)
+        if re.fullmatch(r"[0-9a-fA-F]+", shown) and shown != shown.lower():
+            return (
+                f"{spec.id_column} '{shown}' has capital letters; {kind} ids are lowercase: "
+                f"'{shown.lower()}'"
+            )
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        return f"{spec.id_column} '{shown}' is not a {kind} id ({ID_PATTERNS[kind][1]})"
+    if check == "label_allowed":
+        allowed = ", ".join(rules.labels or [])
+        return f"{lbl} '{value}' is not one of: {allowed}"
+    if check == "label_length":
+        return f"{lbl} is {len(str(value)):,} characters; the limit is {rules.max_label_length:,}"
+    if check == "score_min":
+        return f"{scr} {_num(value)} is below the minimum {_num(rules.score_min)}"
+    if check == "score_max":
+        return f"{scr} {_num(value)} is above the maximum {_num(rules.score_max)}"
+    if check == "explanation_length":
+        return (
+            f"{expl} is {len(str(value)):,} characters; the limit is "
+            f"{rules.max_explanation_length:,}"
+        )
+    if check == "required":
+        return {
+            "label": f"{lbl} is required for '{spec.name}'",
+            "score": f"{scr} is required for '{spec.name}'",
+            "label_or_score": f"give a {lbl or 'label'} or a {scr or 'score'} for '{spec.name}'",
+            "label_and_score": f"both {lbl} and {scr} are required for '{spec.name}'",
+        }[rules.require]
+    return f"{check} failed for '{spec.name}' ({value})"  # pragma: no cover - new check kinds
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def evaluate(
+    rows: Sequence[Row],
+    specs: Sequence[AnnotationSpec],
+    kind: str,
+    sheet_label: str = "",
+) -> list[RowVerdict]:
+    """Normalise and validate every row against every annotation entry.
+
+    :param rows: the sheet rows, in sheet order.
+    :param specs: the mapping's annotation entries.
+    :param kind: what ids refer to: span, trace or session.
+    :param sheet_label: a human name of the sheet, recorded in annotation metadata.
+    :returns: one verdict per row, in the same order.
+    """
+    verdicts = [RowVerdict() for _ in rows]
+    for spec in specs:
+        problems: dict[int, list[str]] = defaultdict(list)
+        cols = _normalise(spec, rows, kind, problems)
+        frame = cols.frame()
+        schema = build_schema(spec, kind)
+        try:
+            schema.validate(frame, lazy=True)
+        except SchemaErrors as exc:
+            cases = exc.failure_cases
+            for check, failure, index in zip(
+                cases["check"], cases["failure_case"], cases["index"], strict=True
+            ):
+                if index is None or (isinstance(index, float) and math.isnan(index)):
+                    continue  # pragma: no cover - schema-level failures carry no row
+                name = str(check).split("(")[0]
+                i = int(index)
+                if cols.present[i]:
+                    problems[i].append(_message(spec, kind, name, failure))
+        for i, row in enumerate(rows):
+            if not cols.present[i]:
+                continue
+            if problems.get(i):
+                verdicts[i].problems.extend(dict.fromkeys(problems[i]))
+                continue
+            annotator = cols.annotators[i]
+            verdicts[i].annotations.append(
+                Annotation(
+                    row_index=i,
+                    name=spec.name,
+                    kind=kind,
+                    target_id=str(cols.ids[i]),
+                    label=cols.labels[i],
+                    score=cols.scores[i],
+                    explanation=cols.texts[i],
+                    annotator=annotator,
+                    annotator_kind=spec.annotator_kind,
+                    identifier=identifier_for(annotator),
+                    metadata={
+                        "source": "annobridge",
+                        "sheet": sheet_label,
+                        "row": row.sheet_row,
+                        **({"annotator": annotator} if annotator else {}),
+                    },
+                )
+            )
+    _flag_duplicates(rows, verdicts)
+    return verdicts
+
+
+def _flag_duplicates(rows: Sequence[Row], verdicts: list[RowVerdict]) -> None:
+    """Two rows that would write the same annotation cannot both win: flag both."""
+    seen: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    for i, verdict in enumerate(verdicts):
+        for a in verdict.annotations:
+            seen[(a.target_id, a.name, a.identifier)].append(i)
+    for (tid, name, _), where in seen.items():
+        if len(where) < 2:
+            continue
+        sheet_rows = [rows[i].sheet_row for i in where]
+        for i in where:
+            others = ", ".join(str(r) for r in sheet_rows if r != rows[i].sheet_row)
+            verdicts[i].problems.append(
+                f"rows {others} label the same {tid} '{name}' by the same annotator; "
+                "keep one of these rows"
+            )
+    for verdict in verdicts:
+        if verdict.problems:
+            verdict.annotations.clear()

@@ -1,0 +1,165 @@
+"""Pure helpers shared by the sources: header matching, rows from a grid, keys, placement."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from bridge.errors import SourceError
+from bridge.records import Row, StatusColumns, StatusUpdate
+
+
+def column_letter(index: int) -> str:
+    """0-based column index -> spreadsheet letters (0 -> A, 26 -> AA)."""
+    letters = ""
+    n = index + 1
+    while n:
+        n, rem = divmod(n - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def key_part(value: Any) -> str:
+    """A cell value as a stable string, the same whichever reader produced it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value.is_integer():
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, datetime):
+        if value.hour == value.minute == value.second == value.microsecond == 0:
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def header_index(
+    header: Sequence[Any], wanted: Iterable[str], where: str, header_row: int
+) -> dict[str, int]:
+    """Map each wanted column name to its 0-based index, matching names after trimming spaces.
+
+    :raises SourceError: a wanted column is missing (listing the columns found) or appears twice.
+    """
+    positions: dict[str, list[int]] = defaultdict(list)
+    for i, cell in enumerate(header):
+        name = key_part(cell)
+        if name:
+            positions[name].append(i)
+    found: dict[str, int] = {}
+    missing: list[str] = []
+    for name in wanted:
+        hits = positions.get(name.strip(), [])
+        if not hits:
+            missing.append(name)
+        elif len(hits) > 1:
+            cols = " and ".join(column_letter(i) for i in hits)
+            raise SourceError(
+                f"{where}: column '{name}' appears twice in header row {header_row} "
+                f"(columns {cols}); rename one of them"
+            )
+        else:
+            found[name] = hits[0]
+    if missing:
+        seen = ", ".join(f"'{n}'" for n in positions) or "none"
+        raise SourceError(
+            f"{where}: column {', '.join(repr(m) for m in missing)} not found in header row "
+            f"{header_row}; columns found: {seen}. Fix the column names in the mapping, or "
+            "set header_row if the header is on another row"
+        )
+    return found
+
+
+def status_positions(header: Sequence[Any], columns: StatusColumns) -> dict[str, int]:
+    """Where the status columns are, for those that exist already."""
+    out: dict[str, int] = {}
+    for i, cell in enumerate(header):
+        name = key_part(cell)
+        if name in columns.names() and name not in out:
+            out[name] = i
+    return out
+
+
+def rows_from_grid(
+    grid: Sequence[Sequence[Any]],
+    header_row: int,
+    wanted: Sequence[str],
+    key_columns: Sequence[str],
+    columns: StatusColumns,
+    where: str,
+) -> list[Row]:
+    """Turn a grid (first element = sheet row 1) into Rows with values, keys and statuses."""
+    if len(grid) < header_row or not any(key_part(c) for c in grid[header_row - 1]):
+        raise SourceError(
+            f"{where}: header row {header_row} is empty; the sheet needs a header row with "
+            "the column names of the mapping (or set header_row)"
+        )
+    header = grid[header_row - 1]
+    index = header_index(header, wanted, where, header_row)
+    status_at = status_positions(header, columns)
+    rows: list[Row] = []
+    occurrences: dict[tuple[str, ...], int] = defaultdict(int)
+    for offset, cells in enumerate(grid[header_row:]):
+        values = {name: (cells[i] if i < len(cells) else None) for name, i in index.items()}
+        if all(key_part(v) == "" for v in values.values()):
+            continue  # a blank row: nothing to label, nothing to report
+        key = tuple(key_part(values[c]) for c in key_columns)
+        status = {
+            name: key_part(cells[i]) if i < len(cells) else "" for name, i in status_at.items()
+        }
+        rows.append(
+            Row(
+                sheet_row=header_row + 1 + offset,
+                values=values,
+                key=key,
+                occurrence=occurrences[key],
+                status=status,
+            )
+        )
+        occurrences[key] += 1
+    return rows
+
+
+def place_updates(
+    current_keys: Iterable[tuple[int, tuple[str, ...]]],
+    updates: Sequence[StatusUpdate],
+) -> tuple[list[tuple[int, StatusUpdate]], list[StatusUpdate]]:
+    """Locate each update's row by key at write time.
+
+    A row whose key cells are all empty (a label without an id) has nothing to find it by:
+    it keeps its position if that row's key cells are still empty there.
+
+    :param current_keys: (sheet_row, key) for every data row as the sheet is now.
+    :returns: (sheet_row, update) pairs to write, and the updates whose row vanished.
+    """
+    by_key: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    empty_rows: set[int] = set()
+    for sheet_row, key in current_keys:
+        if any(key):
+            by_key[key].append(sheet_row)
+        else:
+            empty_rows.add(sheet_row)
+    placed: list[tuple[int, StatusUpdate]] = []
+    vanished: list[StatusUpdate] = []
+    for update in updates:
+        if not any(update.key):
+            if update.sheet_row in empty_rows:
+                placed.append((update.sheet_row, update))
+            else:
+                vanished.append(update)
+            continue
+        rows = by_key.get(update.key, [])
+        if update.occurrence < len(rows):
+            placed.append((rows[update.occurrence], update))
+        else:
+            vanished.append(update)
+    return placed, vanished

@@ -1,0 +1,343 @@
+"""Arize Phoenix: span, trace and session annotations over REST, with confirmed delivery.
+
+Phoenix has two write modes (reference/phoenix.md):
+
+- ``sync=true`` inserts one row at a time inside the request (~650/s), returns an id per
+  row, and fails the whole request with 404 if any id is unknown;
+- ``sync=false`` queues rows and answers ``[]`` at once (~3000/s landed), but rows for
+  unknown ids are retried in memory and dropped ten minutes later, and a queue flush that
+  grows too large is dropped whole.
+
+annobridge takes the fast mode only where it can prove delivery: span annotations whose
+spans exist (checked first, in bulk) are queued in windows of at most ``max_unconfirmed``
+rows and then read back until each one is there with the content we sent. Anything not
+confirmed in time, every trace and session annotation, and every edit of an annotation
+sent before (the queue skips updates within the same second) goes through ``sync=true``,
+where a 404 names the unknown ids: those rows are rejected and the rest resent.
+The upsert key is (name, record id, identifier), so every retry and re-run is safe.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import requests
+
+from bridge import http
+from bridge.mapping import PhoenixTarget as PhoenixConfig
+from bridge.records import Annotation, Outcome, Status
+from bridge.targets.base import Progress, chunks
+
+DEFAULT_URL = "http://localhost:6006"
+PLATFORM = "Phoenix"
+AUTH_HINT = (
+    "set PHOENIX_API_KEY to a Phoenix API key with write access (Settings > API Keys), "
+    "or PHOENIX_CLIENT_HEADERS"
+)
+# Phoenix's GET endpoints accept at most 1000 ids per request.
+MAX_IDS_PER_GET = 1000
+
+_ID_FIELD = {"span": "span_id", "trace": "trace_id", "session": "session_id"}
+_MISSING = re.compile(r"(?:Spans|Traces|Sessions) with IDs (.*) do not exist\.?$", re.S)
+
+
+def base_url_from_env(env: Mapping[str, str]) -> str:
+    """Phoenix's own precedence: PHOENIX_ENDPOINT, PHOENIX_COLLECTOR_ENDPOINT (with any
+    trailing /v1/traces removed), PHOENIX_BASE_URL, PHOENIX_HOST[:PHOENIX_PORT]."""
+    for name in ("PHOENIX_ENDPOINT", "PHOENIX_COLLECTOR_ENDPOINT", "PHOENIX_BASE_URL"):
+        value = env.get(name, "").strip()
+        if value:
+            return value.rstrip("/").removesuffix("/v1/traces")
+    host = env.get("PHOENIX_HOST", "").strip()
+    if host:
+        port = env.get("PHOENIX_PORT", "6006").strip()
+        host = host if "://" in host else f"http://{host}"
+        return host if re.search(r":\d+$", host) else f"{host}:{port}"
+    return DEFAULT_URL
+
+
+def headers_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Auth headers: PHOENIX_CLIENT_HEADERS ("k=v,k2=v2", URL-encoded), then PHOENIX_API_KEY."""
+    headers: dict[str, str] = {}
+    for part in env.get("PHOENIX_CLIENT_HEADERS", "").split(","):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            headers[urllib.parse.unquote(k.strip())] = urllib.parse.unquote(v.strip())
+    api_key = env.get("PHOENIX_API_KEY", "").strip()
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def _result(a: Annotation) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if a.label is not None:
+        out["label"] = a.label
+    if a.score is not None:
+        out["score"] = a.score
+    if a.explanation is not None:
+        out["explanation"] = a.explanation
+    return out
+
+
+def _same_result(sent: dict[str, Any], stored: dict[str, Any] | None) -> bool:
+    stored = stored or {}
+    for field in ("label", "explanation"):
+        if sent.get(field) != stored.get(field):
+            return False
+    a, b = sent.get("score"), stored.get("score")
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
+
+
+class PhoenixTarget:
+    """Annotations on a Phoenix server.
+
+    :param config: the mapping's ``target`` section.
+    :param session: an HTTP session (tests inject one); built from the env otherwise.
+    :param env: where PHOENIX_* variables are read from (default: os.environ).
+    :param sleep: how to wait between confirmation polls (tests pass a no-op).
+    """
+
+    name = "phoenix"
+
+    def __init__(
+        self,
+        config: PhoenixConfig,
+        *,
+        session: requests.Session | None = None,
+        env: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        environ = os.environ if env is None else env
+        self.config = config
+        self.kind: str = config.annotate
+        self.base_url = (config.url or base_url_from_env(environ)).rstrip("/")
+        self.project = config.project or environ.get("PHOENIX_PROJECT_NAME") or "default"
+        self.session = session or http.make_session(
+            headers=headers_from_env(environ), timeout=config.timeout
+        )
+        self._sleep = sleep
+        self._clock = clock
+
+    def fingerprint(self) -> str:
+        return f"phoenix|{self.base_url}|{self.kind}"
+
+    def payload(self, a: Annotation) -> dict[str, Any]:
+        return {
+            _ID_FIELD[a.kind]: a.target_id,
+            "name": a.name,
+            "annotator_kind": a.annotator_kind,
+            "result": _result(a),
+            "metadata": a.metadata,
+            "identifier": a.identifier,
+        }
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return http.request(
+            self.session,
+            method,
+            f"{self.base_url}{path}",
+            platform=PLATFORM,
+            auth_hint=AUTH_HINT,
+            **kwargs,
+        )
+
+    def check(self) -> None:
+        self._call("GET", "/v1/projects", params={"limit": 1})
+
+    def send(
+        self, annotations: Sequence[Annotation], progress: Progress | None = None
+    ) -> list[Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        done = progress or (lambda n: None)
+        index = {id(a): i for i, a in enumerate(annotations)}
+        slow: list[Annotation] = []
+        fast: list[Annotation] = []
+        if self.kind == "span":
+            known = self._existing_spans({a.target_id for a in annotations if not a.is_update})
+            for a in annotations:
+                (fast if a.target_id in known and not a.is_update else slow).append(a)
+        else:
+            slow = list(annotations)
+        for window in chunks(fast, self.config.max_unconfirmed):
+            confirmed = self._send_queued(window)
+            for a in window:
+                if id(a) in confirmed:
+                    outcomes[index[id(a)]] = confirmed[id(a)]
+                else:
+                    slow.append(a)
+            done(len(confirmed))
+        for batch in chunks(slow, self.config.batch_size):
+            settled = self._send_confirmed(batch)
+            for a in batch:
+                outcomes[index[id(a)]] = settled[id(a)]
+            done(len(batch))
+        return [outcomes[i] for i in range(len(annotations))]
+
+    def _existing_spans(self, span_ids: set[str]) -> set[str]:
+        """Which of these spans exist in the project (one GET per 1000 ids)."""
+        found: set[str] = set()
+        ordered = sorted(span_ids)
+        for part in chunks(ordered, MAX_IDS_PER_GET):
+            response = self._call(
+                "GET",
+                f"/v1/projects/{urllib.parse.quote(self.project, safe='')}/spans",
+                params={"span_id": list(part), "limit": MAX_IDS_PER_GET},
+            )
+            if response.status_code != 200:
+                return found  # unknown project: the confirmed path will say what is wrong
+            for span in response.json().get("data", []):
+                found.add(span["context"]["span_id"])
+        return found
+
+    def _send_queued(self, window: Sequence[Annotation]) -> dict[int, Outcome]:
+        """Queue a window of annotations (sync=false), then read back what landed."""
+        sent: list[Annotation] = []
+        for batch in chunks(window, self.config.batch_size):
+            response = self._call(
+                "POST",
+                "/v1/span_annotations",
+                params={"sync": "false"},
+                json={"data": [self.payload(a) for a in batch]},
+            )
+            if response.status_code == 200:
+                sent.extend(batch)
+        return self._confirm(sent)
+
+    def _confirm(self, sent: Sequence[Annotation]) -> dict[int, Outcome]:
+        pending = {(a.target_id, a.name, a.identifier): a for a in sent}
+        expected = {key: _result(a) for key, a in pending.items()}
+        confirmed: dict[int, Outcome] = {}
+        deadline = self._clock() + self.config.confirm_timeout
+        delay = 0.3
+        while pending:
+            self._sleep(delay)
+            for key, (remote_id, result) in self._stored(pending).items():
+                if key in pending and _same_result(expected[key], result):
+                    confirmed[id(pending.pop(key))] = Outcome.ok(remote_id)
+            if self._clock() >= deadline:
+                break
+            delay = min(delay * 1.5, 2.0)
+        return confirmed
+
+    def _stored(
+        self, pending: Mapping[tuple[str, str, str], Annotation]
+    ) -> dict[tuple[str, str, str], tuple[str, dict[str, Any] | None]]:
+        """The annotations Phoenix holds now for these spans and names."""
+        names = sorted({k[1] for k in pending})
+        span_ids = sorted({k[0] for k in pending})
+        stored: dict[tuple[str, str, str], tuple[str, dict[str, Any] | None]] = {}
+        path = f"/v1/projects/{urllib.parse.quote(self.project, safe='')}/span_annotations"
+        for part in chunks(span_ids, MAX_IDS_PER_GET):
+            cursor: str | None = None
+            while True:
+                params: dict[str, Any] = {
+                    "span_ids": list(part),
+                    "include_annotation_names": names,
+                    "limit": 10_000,
+                }
+                if cursor:
+                    params["cursor"] = cursor
+                response = self._call("GET", path, params=params)
+                if response.status_code != 200:
+                    break
+                body = response.json()
+                for row in body.get("data", []):
+                    key = (row["span_id"], row["name"], row.get("identifier") or "")
+                    stored[key] = (row["id"], row.get("result"))
+                cursor = body.get("next_cursor")
+                if not cursor:
+                    break
+        return stored
+
+    def _send_confirmed(self, batch: Sequence[Annotation]) -> dict[int, Outcome]:
+        """POST with sync=true: the server answers an id per row, or names unknown ids."""
+        out: dict[int, Outcome] = {}
+        pending = list(batch)
+        path = f"/v1/{self.kind}_annotations"
+        while pending:
+            response = self._call(
+                "POST",
+                path,
+                params={"sync": "true"},
+                json={"data": [self.payload(a) for a in pending]},
+            )
+            if response.status_code == 200:
+                ids = [d.get("id", "") for d in response.json().get("data", [])]
+                for a, remote_id in zip(pending, ids, strict=False):
+                    out[id(a)] = Outcome.ok(remote_id)
+                for a in pending[len(ids) :]:
+                    out[id(a)] = Outcome.failed("Phoenix returned no id for this annotation")
+                return out
+            detail = response.text.strip()
+            missing = self._missing_ids(response)
+            if missing:
+                rest = []
+                for a in pending:
+                    if a.target_id in missing:
+                        out[id(a)] = Outcome.rejected(
+                            f"Phoenix has no {a.kind} '{a.target_id}'"
+                            + ("" if a.kind == "session" else f" (project '{self.project}' or any)")
+                        )
+                    else:
+                        rest.append(a)
+                if len(rest) == len(pending):  # pragma: no cover - server named ids we never sent
+                    for a in pending:
+                        out[id(a)] = Outcome.rejected(f"Phoenix: {detail[:300]}")
+                    return out
+                pending = rest
+                continue
+            if response.status_code in (400, 404, 409, 413, 422) and len(pending) > 1:
+                # One row the server refuses must not sink the batch: split until it is alone.
+                half = len(pending) // 2
+                out.update(self._send_confirmed(pending[:half]))
+                out.update(self._send_confirmed(pending[half:]))
+                return out
+            status = Status.REJECTED if 400 <= response.status_code < 500 else Status.FAILED
+            for a in pending:
+                out[id(a)] = Outcome(
+                    status, f"Phoenix answered {response.status_code}: {_detail(detail)}"
+                )
+            return out
+        return out
+
+    def _missing_ids(self, response: requests.Response) -> set[str]:
+        if response.status_code != 404:
+            return set()
+        text = response.text.strip()
+        try:
+            text = str(response.json().get("detail", text))
+        except ValueError:
+            pass
+        m = _MISSING.search(text)
+        return {p.strip() for p in m.group(1).split(",")} if m else set()
+
+
+def _detail(text: str) -> str:
+    """The server's reason, short; pydantic's 422 detail reduced to its messages."""
+    try:
+        import json
+
+        body = json.loads(text)
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+        if isinstance(detail, list):
+            return "; ".join(
+                f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}"
+                for d in detail
+                if isinstance(d, dict)
+            )[:300]
+        return str(detail)[:300]
+    except ValueError:
+        return text[:300]
