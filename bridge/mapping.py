@@ -138,6 +138,14 @@ class PhoenixTarget(_Model):
 
 TargetConfig = Annotated[PhoenixTarget, Field(discriminator="type")]
 
+# type -> config model, for "did you mean" hints on unknown keys
+SOURCE_MODELS: dict[str, type[BaseModel]] = {
+    "excel": ExcelSource,
+    "csv": CsvSource,
+    "gsheet": GSheetSource,
+}
+TARGET_MODELS: dict[str, type[BaseModel]] = {"phoenix": PhoenixTarget}
+
 
 class StatusConfig(_Model):
     status_column: str = "sync_status"
@@ -251,7 +259,7 @@ def _model_at(loc: tuple[int | str, ...], raw: Any) -> Any:
             model = Rules
         elif part == "status":
             model = StatusConfig
-        elif part in ("excel", "csv", "gsheet", "phoenix"):
+        elif part in SOURCE_MODELS or part in TARGET_MODELS:
             continue
         else:
             return None
@@ -263,7 +271,7 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("excel", "csv", "gsheet", "phoenix"):
+        elif part in SOURCE_MODELS or part in TARGET_MODELS:
             continue  # pydantic's discriminator tag, not a key the user wrote
         else:
             out += f".{part}" if out else str(part)
