@@ -18,9 +18,7 @@ _KEEP = {"ANNOBRIDGE_PHOENIX_PYTHON", "ANNOBRIDGE_MLFLOW_PYTHON", "ANNOBRIDGE_RE
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's PHOENIX_API_KEY, MLFLOW_TRACKING_URI and the like."""
     for name in list(os.environ):
-        if name.startswith(_FOREIGN_ENV) or (
-            name.startswith("ANNOBRIDGE_") and name not in _KEEP
-        ):
+        if name.startswith(_FOREIGN_ENV) or (name.startswith("ANNOBRIDGE_") and name not in _KEEP):
             monkeypatch.delenv(name, raising=False)
 
 

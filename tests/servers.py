@@ -101,14 +101,31 @@ class PhoenixServer:
         self.process = None
 
     def seed(
-        self, out: Path, *, project: str = "default", count: int = 20, seed: int = 7,
-        api_key: str | None = None, timeout: float = 300.0,
+        self,
+        out: Path,
+        *,
+        project: str = "default",
+        count: int = 20,
+        seed: int = 7,
+        api_key: str | None = None,
+        timeout: float = 300.0,
     ) -> list[dict[str, Any]]:
         """Send ``count`` traces through OpenTelemetry and wait until they are stored."""
         cmd = [
-            str(phoenix_python()), str(ROOT / "examples" / "seed_traces.py"),
-            "--url", self.url, "--project", project, "--count", str(count),
-            "--seed", str(seed), "--out", str(out), "--timeout", str(timeout),
+            str(phoenix_python()),
+            str(ROOT / "examples" / "seed_traces.py"),
+            "--url",
+            self.url,
+            "--project",
+            project,
+            "--count",
+            str(count),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--timeout",
+            str(timeout),
         ]
         if api_key:
             cmd += ["--api-key", api_key]

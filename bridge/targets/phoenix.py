@@ -288,8 +288,8 @@ class PhoenixTarget:
                 for a in pending:
                     if a.target_id in missing:
                         out[id(a)] = Outcome.rejected(
-                            f"Phoenix has no {a.kind} '{a.target_id}'"
-                            + ("" if a.kind == "session" else f" (project '{self.project}' or any)")
+                            f"Phoenix has no {a.kind} '{a.target_id}'; check the id (new traces "
+                            "can take a few seconds to appear; the row is retried next run)"
                         )
                     else:
                         rest.append(a)
