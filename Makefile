@@ -54,17 +54,17 @@ unit: install
 	$(BIN)/pytest -m "not phoenix"
 
 # Start a local Phoenix, seed traces, sync the example workbook, show the result.
-demo: install servers
+demo: install $(PHOENIX_VENV)/.installed
 	$(BIN)/python examples/demo.py
 
 demo-stop:
 	$(BIN)/python examples/demo.py --stop
 
 # Re-record the vcrpy cassettes against a fresh local Phoenix.
-cassettes: install servers
+cassettes: install $(PHOENIX_VENV)/.installed
 	ANNOBRIDGE_RECORD=1 $(BIN)/pytest tests/test_phoenix_recorded.py -p no:randomly -q
 
-bench: install servers
+bench: install $(PHOENIX_VENV)/.installed
 	$(BIN)/python benchmarks/phoenix_throughput.py
 
 clean:

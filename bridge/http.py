@@ -46,6 +46,7 @@ def make_session(
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     retries: int = 4,
+    connect_retries: int = 2,
     backoff: float = 0.5,
     pool_size: int = 8,
 ) -> TimeoutSession:
@@ -56,13 +57,15 @@ def make_session(
 
     :param headers: sent with every request (auth lives here; never logged).
     :param timeout: seconds for connect and for each read.
-    :param retries: attempts after the first, for connection errors and 429/5xx.
+    :param retries: attempts after the first, for 429/5xx and broken connections.
+    :param connect_retries: attempts after the first when the server refuses connections
+        (a server that is down rarely comes back within seconds).
     :param backoff: base of the exponential backoff, with jitter.
     """
     session = TimeoutSession(timeout)
     retry = _BoundedRetry(
         total=retries,
-        connect=retries,
+        connect=connect_retries,
         read=retries,
         status=retries,
         backoff_factor=backoff,
@@ -109,11 +112,10 @@ def request(
             "nothing is lost: run again later"
         ) from None
     except requests.exceptions.Timeout:
-        raise TargetUnreachable(
-            f"{platform} at {redact(url)} did not answer in time; nothing is lost: run again "
-            "later, or raise target.timeout in the mapping"
-        ) from None
+        raise _timed_out(platform, url) from None
     except requests.exceptions.ConnectionError as exc:
+        if "Read timed out" in str(exc):  # read timeouts that used up the retries
+            raise _timed_out(platform, url) from None
         raise TargetUnreachable(
             f"cannot reach {platform} at {redact(url)} ({_reason(exc)}); is it running, and is "
             "the URL right? Nothing was lost: run again when it is up"
@@ -131,6 +133,13 @@ def request(
             f"({response.text.strip()[:200]}); nothing is lost: run again later"
         )
     return response
+
+
+def _timed_out(platform: str, url: str) -> TargetUnreachable:
+    return TargetUnreachable(
+        f"{platform} at {redact(url)} did not answer in time; nothing is lost: run again "
+        "later, or raise target.timeout in the mapping"
+    )
 
 
 def _reason(exc: BaseException) -> str:

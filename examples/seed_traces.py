@@ -26,7 +26,6 @@ import urllib.request
 from typing import Any
 
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-
 from phoenix.otel import register
 
 TOPICS = [

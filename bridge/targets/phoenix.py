@@ -30,6 +30,7 @@ from typing import Any
 import requests
 
 from bridge import http
+from bridge.errors import TargetUnreachable
 from bridge.mapping import PhoenixTarget as PhoenixConfig
 from bridge.records import Annotation, Outcome, Status
 from bridge.targets.base import Progress, chunks
@@ -171,19 +172,27 @@ class PhoenixTarget:
                 (fast if a.target_id in known and not a.is_update else slow).append(a)
         else:
             slow = list(annotations)
-        for window in chunks(fast, self.config.max_unconfirmed):
-            confirmed = self._send_queued(window)
-            for a in window:
-                if id(a) in confirmed:
-                    outcomes[index[id(a)]] = confirmed[id(a)]
-                else:
-                    slow.append(a)
-            done(len(confirmed))
-        for batch in chunks(slow, self.config.batch_size):
-            settled = self._send_confirmed(batch)
-            for a in batch:
-                outcomes[index[id(a)]] = settled[id(a)]
-            done(len(batch))
+        try:
+            for window in chunks(fast, self.config.max_unconfirmed):
+                confirmed = self._send_queued(window)
+                for a in window:
+                    if id(a) in confirmed:
+                        outcomes[index[id(a)]] = confirmed[id(a)]
+                    else:
+                        slow.append(a)
+                done(len(confirmed))
+            for batch in chunks(slow, self.config.batch_size):
+                settled = self._send_confirmed(batch)
+                for a in batch:
+                    outcomes[index[id(a)]] = settled[id(a)]
+                done(len(batch))
+        except TargetUnreachable as exc:
+            if not outcomes:
+                raise  # nothing happened yet: the whole run is "unreachable" (exit 3)
+            # Part of the run is confirmed: keep it, and let the rest be retried next run.
+            lost = Outcome.failed(f"Phoenix stopped answering during the sync ({exc})")
+            for i in range(len(annotations)):
+                outcomes.setdefault(i, lost)
         return [outcomes[i] for i in range(len(annotations))]
 
     def _existing_spans(self, span_ids: set[str]) -> set[str]:

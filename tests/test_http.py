@@ -1,0 +1,139 @@
+"""bridge.http against a local HTTP server: retries, Retry-After, timeouts, auth, redaction."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bridge import http
+from bridge.errors import AuthRefused, TargetUnreachable
+from tests.servers import free_port
+
+Script = list[tuple[int, dict[str, str], float]]  # status, headers, delay before answering
+
+
+class Scripted:
+    """A loopback server answering from a script, one entry per request (last repeats)."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.hits: list[tuple[float, str]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                index = min(len(owner.hits), len(owner.script) - 1)
+                owner.hits.append((time.monotonic(), self.headers.get("Authorization", "")))
+                status, headers, delay = owner.script[index]
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                time.sleep(delay)
+                body = b'{"detail": "scripted"}'
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Scripted:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Script], Scripted]]:
+    servers: list[Scripted] = []
+
+    def make(script: Script) -> Scripted:
+        s = Scripted(script).__enter__()
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.__exit__()
+
+
+def call(url: str, **session_kw: float) -> int:
+    session = http.make_session(backoff=0.01, **session_kw)  # type: ignore[arg-type]
+    response = http.request(
+        session, "POST", url, platform="Test", auth_hint="set TEST_KEY", json={"a": 1}
+    )
+    return response.status_code
+
+
+def test_429_with_retry_after_is_waited_out_then_succeeds(scripted) -> None:  # type: ignore[no-untyped-def]
+    server = scripted([(429, {"Retry-After": "1"}, 0), (200, {}, 0)])
+    assert call(server.url) == 200
+    assert len(server.hits) == 2
+    waited = server.hits[1][0] - server.hits[0][0]
+    assert waited >= 0.9  # honoured Retry-After, not the 0.01 s backoff
+
+
+def test_retry_after_is_capped(monkeypatch: pytest.MonkeyPatch, scripted) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(http, "MAX_RETRY_AFTER", 0.2)
+    server = scripted([(503, {"Retry-After": "3600"}, 0), (200, {}, 0)])
+    started = time.monotonic()
+    assert call(server.url) == 200
+    assert time.monotonic() - started < 5
+
+
+def test_server_errors_are_retried_a_bounded_number_of_times(scripted) -> None:  # type: ignore[no-untyped-def]
+    server = scripted([(500, {}, 0)])
+    with pytest.raises(TargetUnreachable, match="kept failing after retries|answered 500"):
+        call(server.url, retries=3)
+    assert len(server.hits) == 4  # the first try and three retries, no more
+
+
+def test_a_stalled_server_times_out(scripted) -> None:  # type: ignore[no-untyped-def]
+    server = scripted([(200, {}, 2.0)])
+    started = time.monotonic()
+    with pytest.raises(TargetUnreachable, match="did not answer in time"):
+        call(server.url, timeout=0.3, retries=1)
+    assert time.monotonic() - started < 4
+
+
+def test_connection_refused_is_unreachable_with_the_url() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1/x"
+    with pytest.raises(
+        TargetUnreachable, match=r"cannot reach Test at http://127\.0\.0\.1:\d+/v1/x"
+    ):
+        call(url)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_refused_names_the_fix(status: int, scripted) -> None:  # type: ignore[no-untyped-def]
+    server = scripted([(status, {}, 0)])
+    with pytest.raises(AuthRefused, match=f"refused the request \\({status}.*set TEST_KEY"):
+        call(server.url)
+    assert len(server.hits) == 1  # never retried
+
+
+def test_credentials_in_urls_are_redacted() -> None:
+    url = f"http://user:s3cret@127.0.0.1:{free_port()}/x"
+    with pytest.raises(TargetUnreachable) as err:
+        call(url)
+    assert "s3cret" not in str(err.value)
+    assert "//***@127.0.0.1" in str(err.value)
