@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +254,60 @@ def test_a_large_sheet_goes_through_the_confirmed_fast_path(
         assert got[s]["result"]["label"] == ("correct", "incorrect")[i % 2]
         assert got[s]["result"]["score"] == pytest.approx((i % 10) / 10)
     assert {r["sync_id"] for r in statuses(book)} == {a["id"] for a in got.values()}
+
+
+ADMIN_SECRET = "integration-admin-secret-0123456789abc"
+
+
+@pytest.fixture(scope="module")
+def phoenix_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhoenixServer]:
+    server = PhoenixServer(
+        tmp_path_factory.mktemp("phoenix-auth"),
+        env={
+            "PHOENIX_ENABLE_AUTH": "true",
+            "PHOENIX_SECRET": "integration-secret-0123456789abcdefgh",
+            "PHOENIX_ADMIN_SECRET": ADMIN_SECRET,
+        },
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_auth_uses_phoenix_api_key_and_never_prints_it(
+    phoenix_with_auth: PhoenixServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = phoenix_with_auth
+    request = urllib.request.Request(
+        f"{server.url}/v1/system/api_keys",
+        data=json.dumps({"data": {"name": "annobridge-test"}}).encode(),
+        headers={"Authorization": f"Bearer {ADMIN_SECRET}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        key = json.load(r)["data"]["key"]
+    spans = server.seed(tmp_path / "spans.json", project="tests", count=2, seed=5, api_key=key)
+    book = write_workbook(
+        tmp_path / "labels.xlsx", [[spans[0]["span_id"], "q", "correct", 1, None, "alice"]]
+    )
+    mapping = write_mapping(tmp_path, server, "e2e_auth")
+    before = book.read_bytes()
+
+    refused = runner.invoke(app, ["sync", str(mapping)])
+    assert refused.exit_code == 3
+    assert "Phoenix refused the request (401" in refused.stderr
+    assert "set PHOENIX_API_KEY" in refused.stderr
+    assert book.read_bytes() == before
+
+    monkeypatch.setenv("PHOENIX_API_KEY", "wrong-" + key[:8])
+    assert runner.invoke(app, ["sync", str(mapping)]).exit_code == 3
+
+    monkeypatch.setenv("PHOENIX_API_KEY", key)
+    code, summary = sync(mapping)
+    assert code == 0 and summary["counts"]["synced"] == 1
+    assert key not in json.dumps(summary)
+    got = server.span_annotations([spans[0]["span_id"]], project="tests", token=key)
+    assert [a["result"]["label"] for a in got if a["name"] == "e2e_auth"] == ["correct"]
+    for cell in openpyxl.load_workbook(book)["Labels"].iter_rows(values_only=True):
+        assert all(key not in str(v) for v in cell)
