@@ -227,3 +227,14 @@ def test_dry_run_plans_without_checking_sending_or_writing(
         {"span_id": SPANS[0], "label": "yes"},
     ]
     assert book.read_bytes() == before
+
+
+def test_progress_is_reported_from_zero_to_the_total(tmp_path: Path, mapping_path: Path) -> None:
+    workbook(tmp_path / "labels.xlsx", [[s, "correct", 1, "no", "a"] for s in SPANS[:3]])
+    seen: list[tuple[int, int]] = []
+    run(
+        load_mapping(mapping_path),
+        target=RecordingTarget(),
+        on_progress=lambda d, t: seen.append((d, t)),
+    )
+    assert seen == [(0, 6), (6, 6)]
