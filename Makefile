@@ -62,10 +62,12 @@ demo-stop:
 
 # Re-record the vcrpy cassettes against a fresh local Phoenix.
 cassettes: install $(PHOENIX_VENV)/.installed
-	ANNOBRIDGE_RECORD=1 $(BIN)/pytest tests/test_phoenix_recorded.py -p no:randomly -q
+	ANNOBRIDGE_RECORD=1 $(BIN)/pytest -q tests/test_phoenix_recorded.py
+	ANNOBRIDGE_RECORD=1 $(BIN)/pytest -q tests/test_arize_recorded.py tests/test_log10_recorded.py
 
-bench: install $(PHOENIX_VENV)/.installed
+bench: install servers
 	$(BIN)/python benchmarks/phoenix_throughput.py
+	$(BIN)/python benchmarks/gsheets_requests.py
 
 clean:
 	rm -rf $(VENV) .cache examples/.phoenix-data

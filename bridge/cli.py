@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 import json
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,12 +21,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bridge import __version__
 from bridge.errors import EXIT_OK, BridgeError
 from bridge.mapping import load_mapping
-from bridge.pipeline import PENDING, UNCHANGED, OnProgress, SyncResult, run
-from bridge.scaffold import init_project
+from bridge.pipeline import PENDING, UNCHANGED, OnProgress, SyncResult, run, run_all
+from bridge.scaffold import init_gsheet_project, init_project
 
 app = typer.Typer(
     name="annobridge",
-    help="Sync human labels from spreadsheets into LLM observability platforms.",
+    help=(
+        "Sync human labels from spreadsheets into LLM observability platforms: Phoenix, "
+        "Arize, MLflow, and log10 (experimental)."
+    ),
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -35,6 +43,26 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one machine-readable summary object on stdout.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+
+
+class InitSource(enum.StrEnum):
+    excel = "excel"
+    gsheet = "gsheet"
+
+
+class LogFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+LogFormatOpt = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        help="Log progress to stderr: text, or json (one object per line, for log collectors).",
+    ),
+]
+
 
 _ORDER = ["synced", UNCHANGED, "invalid", "rejected", "failed", "skipped", PENDING]
 _LABELS = {PENDING: "to send"}
@@ -55,6 +83,32 @@ def _main(
     ] = None,
 ) -> None:
     """Sync human labels from spreadsheets into LLM observability platforms."""
+
+
+class _JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            },
+            ensure_ascii=False,
+        )
+
+
+def _configure_logging(log_format: LogFormat | None) -> None:
+    """Warnings only by default; with --log-format, progress too (info) in that format."""
+    logger = logging.getLogger("bridge")
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == LogFormat.json:
+        handler.setFormatter(_JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("annobridge: %(levelname)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO if log_format else logging.WARNING)
+    logger.propagate = False
 
 
 @contextmanager
@@ -118,13 +172,20 @@ def _print_summary(result: SyncResult, verb: str) -> None:
 
 
 @app.command()
-def validate(mapping: MappingArg, as_json: JsonOpt = False, quiet: QuietOpt = False) -> None:
+def validate(
+    mapping: MappingArg,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+) -> None:
     """Read the sheet and check every row against the rules; send nothing, write nothing.
 
     Example:
 
+    \b
         annobridge validate mappings/phoenix-excel.yaml
     """
+    _configure_logging(log_format)
     with _errors(as_json):
         result = run(load_mapping(mapping), send=False)
     if as_json:
@@ -136,7 +197,14 @@ def validate(mapping: MappingArg, as_json: JsonOpt = False, quiet: QuietOpt = Fa
 
 @app.command()
 def sync(
-    mapping: MappingArg,
+    mappings: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Mapping files (YAML), or folders of them.",
+            show_default=False,
+            metavar="MAPPING",
+        ),
+    ],
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Send nothing, write nothing; print what would be sent."),
@@ -147,46 +215,137 @@ def sync(
         typer.Option("--limit", min=1, help="Send at most N rows; the rest wait for the next run."),
     ] = None,
     quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Validate the sheet, send new and edited labels, and write each row's status back.
 
+    Targets: phoenix, mlflow, arize (GraphQL by default, REST with api: rest), log10
+    (experimental: log10 has had no release since January 2025; annobridge is tested only
+    against its documented API).
+
+    Several mappings (or a folder of them) run one after the other; one that fails does not
+    stop the others, and the exit code is the worst of theirs. Ctrl-C (or SIGTERM) stops
+    after the batch in flight, writes the statuses it has and exits 130.
+
     Exit codes: 0 all valid rows synced (or nothing to do); 1 some rows invalid, rejected or
-    failed; 2 usage or mapping error, nothing sent; 3 sheet or platform unreachable, nothing
-    lost, safe to retry.
+    failed; 2 usage or mapping error, nothing sent; 3 sheet or platform unreachable, or
+    another sync of the mapping running: nothing lost, safe to retry; 130 interrupted.
 
     Example:
 
+    \b
         annobridge sync mappings/phoenix-excel.yaml --dry-run
         annobridge sync mappings/phoenix-excel.yaml --json
+        annobridge sync mappings/ --quiet --log-format json
     """
+    _configure_logging(log_format)
+    single = len(mappings) == 1 and not mappings[0].is_dir()
     show_bar = sys.stdout.isatty() and not as_json and not quiet and not dry_run
-    with _errors(as_json), _progress_bar(show_bar) as on_progress:
-        result = run(load_mapping(mapping), dry_run=dry_run, limit=limit, on_progress=on_progress)
+    with _stop_on_signals() as stop, _progress_bar(show_bar) as on_progress:
+        if single:
+            with _errors(as_json):
+                result = run(
+                    load_mapping(mappings[0]),
+                    dry_run=dry_run,
+                    limit=limit,
+                    on_progress=on_progress,
+                    stop=stop,
+                )
+            _report(result, as_json, quiet, dry_run)
+            raise typer.Exit(result.exit_code)
+        with _errors(as_json):
+            jobs = run_all(
+                mappings, stop=stop, dry_run=dry_run, limit=limit, on_progress=on_progress
+            )
+    code = max((j.exit_code for j in jobs), default=EXIT_OK)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"mappings": [j.to_json() for j in jobs], "exit_code": code}, ensure_ascii=False
+            )
+        )
+    elif not quiet:
+        for job in jobs:
+            if job.result is not None:
+                _report(job.result, False, False, dry_run)
+            else:
+                typer.echo(f"{job.mapping}: {type(job.error).__name__}: {job.error}")
+        worst = {c: sum(1 for j in jobs if j.exit_code == c) for c in {j.exit_code for j in jobs}}
+        typer.echo(
+            f"{len(jobs)} mappings: "
+            + ", ".join(f"{n} exited {c}" for c, n in sorted(worst.items()))
+        )
+    raise typer.Exit(code)
+
+
+def _report(result: SyncResult, as_json: bool, quiet: bool, dry_run: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
-    elif not quiet:
-        if dry_run:
-            for payload in result.planned:
-                typer.echo(json.dumps(payload, ensure_ascii=False, sort_keys=True))
-            typer.echo(f"dry run: would send {len(result.planned)} annotations; nothing sent")
-        _print_summary(result, "dry run of" if dry_run else "synced")
-    raise typer.Exit(result.exit_code)
+        return
+    if quiet:
+        return
+    if dry_run:
+        for payload in result.planned:
+            typer.echo(json.dumps(payload, ensure_ascii=False, sort_keys=True))
+        typer.echo(f"dry run: would send {len(result.planned)} annotations; nothing sent")
+    _print_summary(result, "dry run of" if dry_run else "synced")
+    if result.interrupted:
+        typer.echo("  interrupted: the rows left are sent by the next run")
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """First Ctrl-C or SIGTERM: finish the batch in flight, then stop. Second: abort."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        typer.echo("stopping after the batch in flight (again to abort) ...", err=True)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals can only be handled on the main thread (e.g. embedded use)
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @app.command()
 def init(
     directory: Annotated[
-        Path, typer.Argument(help="Where to write annobridge.yaml and labels.xlsx.")
+        Path, typer.Argument(help="Where to write annobridge.yaml (and labels.xlsx for excel).")
     ] = Path("."),
+    source: Annotated[
+        InitSource,
+        typer.Option(
+            "--source",
+            help="Where SMEs label: excel (a template workbook) or gsheet (a Google Sheet; "
+            "prints the steps to create a service account and share the sheet).",
+        ),
+    ] = InitSource.excel,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Write a starter mapping and a template workbook (header, status columns, dropdowns).
 
     Example:
 
+    \b
         annobridge init my-labels
         annobridge sync my-labels/annobridge.yaml --dry-run
+        annobridge init my-labels --source gsheet
     """
+    if source is InitSource.gsheet:
+        with _errors(False):
+            written, steps = init_gsheet_project(directory, force=force)
+        for path in written:
+            typer.echo(f"wrote {path}")
+        typer.echo(steps)
+        raise typer.Exit(EXIT_OK)
     with _errors(False):
         written = init_project(directory, force=force)
     for path in written:

@@ -122,6 +122,7 @@ def request(
         ) from None
     except requests.exceptions.RequestException as exc:
         raise TargetUnreachable(f"{platform} request failed: {_reason(exc)}") from None
+    _scrub_secrets(response, session)
     if response.status_code in (401, 403):
         detail = response.text.strip()[:200]
         raise AuthRefused(
@@ -133,6 +134,36 @@ def request(
             f"({response.text.strip()[:200]}); nothing is lost: run again later"
         )
     return response
+
+
+SENSITIVE_HEADERS = ("authorization", "x-api-key", "api-key", "api_key", "x-log10-token")
+
+
+def session_secrets(session: requests.Session) -> list[str]:
+    """The credentials a session sends: header values (and their token part), basic auth."""
+    found: list[str] = []
+    for name, value in session.headers.items():
+        if name.lower() in SENSITIVE_HEADERS and isinstance(value, str):
+            found.append(value)
+            scheme, _, token = value.partition(" ")
+            if token and scheme.lower() in ("bearer", "basic", "token"):
+                found.append(token)
+    if isinstance(session.auth, tuple):
+        found.extend(str(part) for part in session.auth[1:])
+    return [s for s in found if len(s) >= 6]
+
+
+def _scrub_secrets(response: requests.Response, session: requests.Session) -> None:
+    """A server that echoes our credentials (some error pages do) must not put them into a
+    message, a log line or a sheet cell: blank them out of the body before anyone reads it."""
+    secrets = session_secrets(session)
+    if not secrets or not response.content:
+        return
+    body = response.content
+    for secret in sorted(secrets, key=len, reverse=True):
+        body = body.replace(secret.encode(), b"***")
+    if body != response.content:
+        response._content = body
 
 
 def _timed_out(platform: str, url: str) -> TargetUnreachable:

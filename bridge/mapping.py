@@ -10,11 +10,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bridge.errors import MappingError
 from bridge.records import StatusColumns
@@ -56,14 +57,26 @@ class Rules(_Model):
             and self.score_max is not None
             and self.score_min > self.score_max
         ):
-            raise ValueError(f"score_min {self.score_min} is above score_max {self.score_max}")
+            raise ValueError(
+                f"score_min {_number(self.score_min)} is above score_max "
+                f"{_number(self.score_max)}; swap them or fix one of them"
+            )
         if self.labels is not None:
             if not self.labels:
                 raise ValueError("labels is empty; list the allowed labels or remove the key")
             unknown = sorted({v for v in self.synonyms.values() if v not in self.labels})
             if unknown:
-                raise ValueError(f"synonyms map to labels not in labels: {unknown}")
+                shown = ", ".join(f"'{u}'" for u in unknown)
+                raise ValueError(
+                    f"synonyms map to {shown}, not in labels; add "
+                    f"{'it' if len(unknown) == 1 else 'them'} to labels or fix the synonyms"
+                )
         return self
+
+
+def _number(value: float) -> str:
+    """2.0 -> '2', 0.5 -> '0.5': numbers as the user wrote them."""
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 class AnnotationSpec(_Model):
@@ -83,6 +96,27 @@ class AnnotationSpec(_Model):
             raise ValueError("give at least one of label_column, score_column, explanation_column")
         if self.name == "note":
             raise ValueError("'note' is reserved by Phoenix for span notes; choose another name")
+        require = self.rules.require
+        needs = {
+            "label": ["label_column"] if not self.label_column else [],
+            "score": ["score_column"] if not self.score_column else [],
+            "label_and_score": [
+                c
+                for c, v in (
+                    ("label_column", self.label_column),
+                    ("score_column", self.score_column),
+                )
+                if not v
+            ],
+            "label_or_score": (
+                [] if self.label_column or self.score_column else ["label_column or score_column"]
+            ),
+        }[require]
+        if needs:
+            raise ValueError(
+                f"rules.require is {require}, but there is no {' or '.join(needs)}; add "
+                f"{' and '.join(needs)} or change rules.require, or every row would be invalid"
+            )
         return self
 
     def used_columns(self) -> list[str]:
@@ -112,11 +146,42 @@ class CsvSource(_Model):
 
 
 class GSheetSource(_Model):
+    """A Google Sheet, by key or URL; the tab by title (``worksheet``) or id (``gid``).
+
+    Without either, the tab in the URL's ``#gid=`` is used, else the first sheet (which costs
+    one metadata request more per sync). ``credentials`` is a service-account key or an
+    OAuth file; without it, GOOGLE_APPLICATION_CREDENTIALS, then gspread's own files.
+    """
+
     type: Literal["gsheet"]
     spreadsheet: str
     worksheet: str | None = None
+    gid: int | None = Field(default=None, ge=0)
     header_row: int = Field(default=1, ge=1)
     credentials: Path | None = None
+    timeout: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _title_as_text(cls, data: Any) -> Any:
+        # YAML reads `worksheet: 2024` as a number; a tab titled 2024 is meant
+        if isinstance(data, dict):
+            title = data.get("worksheet")
+            if isinstance(title, int | float) and not isinstance(title, bool):
+                data = {**data, "worksheet": f"{title:g}"}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> GSheetSource:
+        from bridge.sources._gsheets_data import parse_spreadsheet
+
+        parse_spreadsheet(self.spreadsheet)  # ValueError says what is wrong and the fix
+        if self.worksheet is not None and self.gid is not None:
+            raise ValueError(
+                "give worksheet (the tab's title) or gid (the number after #gid= in the "
+                "tab's URL), not both"
+            )
+        return self
 
 
 SourceConfig = Annotated[ExcelSource | CsvSource | GSheetSource, Field(discriminator="type")]
@@ -136,7 +201,205 @@ class PhoenixTarget(_Model):
     confirm_timeout: float = Field(default=30.0, gt=0)
 
 
-TargetConfig = Annotated[PhoenixTarget, Field(discriminator="type")]
+# Keys that only one of Arize's two write APIs reads.
+_ARIZE_GRAPHQL_ONLY = (
+    "model_id",
+    "environment",
+    "input_shape",
+    "annotation_config_ids",
+    "mutations_per_request",
+    "mutations_per_minute",
+)
+_ARIZE_REST_ONLY = ("project_id", "granularity", "end_time", "records_per_request")
+
+
+class ArizeTarget(_Model):
+    """Arize AX: GraphQL ``updateAnnotations`` (the default) or REST ``/v2/spans/annotate``.
+
+    The API key comes from ARIZE_API_KEY, never from the mapping.
+    """
+
+    type: Literal["arize"]
+    api: Literal["graphql", "rest"] = "graphql"
+    # default https://app.arize.com (GraphQL at /graphql) or https://api.arize.com (REST)
+    url: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    # GraphQL
+    model_id: str | None = None
+    environment: Literal["production", "validation", "training", "tracing"] = "tracing"
+    # "annotations": the documented mutation (seed 002); "annotation_updates": the newer
+    # input with annotationConfigId per annotation name
+    input_shape: Literal["annotations", "annotation_updates"] = "annotations"
+    annotation_config_ids: dict[str, str] = Field(default_factory=dict)
+    mutations_per_request: int = Field(default=10, ge=1, le=50)
+    # Arize allows 300 mutations a minute; the default leaves room for clock skew.
+    mutations_per_minute: int = Field(default=250, ge=1, le=300)
+    # Where Arize looks for each record: GraphQL startTime must be at most 24 h before the
+    # record's start; REST looks between start_time and end_time (at most 31 days).
+    start_time: AwareDatetime | None = None
+    start_time_column: str | None = None
+    start_time_margin_hours: float = Field(default=1.0, gt=0, le=24)
+    # REST
+    project_id: str | None = None
+    granularity: Literal["span", "trace", "session"] = "span"
+    end_time: AwareDatetime | None = None
+    records_per_request: int = Field(default=1000, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _check(self) -> ArizeTarget:
+        other, foreign = (
+            ("rest", _ARIZE_REST_ONLY)
+            if self.api == "graphql"
+            else ("graphql", _ARIZE_GRAPHQL_ONLY)
+        )
+        for key in foreign:
+            if key in self.model_fields_set:
+                raise ValueError(
+                    f"{key} is read by api: {other} only; remove it or set api: {other}"
+                )
+        if self.start_time is not None and self.start_time_column:
+            raise ValueError("give start_time or start_time_column, not both")
+        if self.api == "graphql":
+            if not self.model_id:
+                raise ValueError(
+                    "api: graphql needs model_id, the model's id as in its Arize URL "
+                    "(e.g. TW9kZWw6MzExMjk3NjEwaweDpTZXdq)"
+                )
+            if self.input_shape == "annotations" and (
+                self.start_time is None and not self.start_time_column
+            ):
+                raise ValueError(
+                    "Arize's updateAnnotations needs a startTime at most 24 h before each "
+                    "record's start: set start_time_column (a column with each record's start "
+                    "time) or start_time (one time for all rows, e.g. 2024-11-15T00:00:00Z)"
+                )
+            if self.input_shape == "annotation_updates" and not self.annotation_config_ids:
+                raise ValueError(
+                    "input_shape annotation_updates needs annotation_config_ids, one "
+                    "'annotation name: config id' per annotation"
+                )
+            return self
+        if not self.project_id:
+            raise ValueError("api: rest needs project_id, the Arize project of the spans")
+        days = 7 if self.granularity == "session" else 31
+        if self.start_time is not None and self.end_time is not None:
+            if self.end_time <= self.start_time:
+                raise ValueError("end_time must be after start_time")
+            if (self.end_time - self.start_time).total_seconds() > days * 86400:
+                raise ValueError(
+                    f"Arize searches at most {days} days for {self.granularity} annotations; "
+                    "bring start_time and end_time closer"
+                )
+        if self.granularity == "session" and self.records_per_request > 100:
+            raise ValueError("Arize takes at most 100 session records per request")
+        return self
+
+    def record_kind(self) -> str:
+        """What the id column holds: span, trace, session, or record (a prediction id)."""
+        if self.api == "rest":
+            return self.granularity
+        return "span" if self.environment == "tracing" else "record"
+
+    def extra_columns(self) -> list[str]:
+        """Sheet columns this target reads besides the annotation's own."""
+        return [self.start_time_column] if self.start_time_column else []
+
+
+LOG10_VALUE_SOURCES = ("label", "score", "explanation", "annotator")
+
+
+class Log10Target(_Model):
+    """log10 feedback (experimental: the service shows no activity since January 2025).
+
+    Credentials come from LOG10_TOKEN and LOG10_ORG_ID, never from the mapping.
+    """
+
+    type: Literal["log10"]
+    url: str | None = None  # default LOG10_URL, then https://log10.io
+    task_id: str = Field(min_length=1)
+    # what the id column holds: completion tags (comma separated) or completion ids (UUIDs)
+    match: Literal["tags", "completion_ids"] = "tags"
+    # task field -> label | score | explanation | annotator | column:<sheet column>
+    json_values: dict[str, str] = Field(min_length=1)
+    # log10 cannot update or delete feedback: an edited row is refused, or sent as new feedback
+    on_edit: Literal["reject", "resend"] = "reject"
+    max_matched_completions: int | None = Field(default=None, ge=1)
+    page_size: int = Field(default=50, ge=1, le=1000)
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Log10Target:
+        for key, source in self.json_values.items():
+            if source in LOG10_VALUE_SOURCES:
+                continue
+            if source.startswith("column:") and source[len("column:") :].strip():
+                continue
+            raise ValueError(
+                f"json_values.{key} is '{source}'; use label, score, explanation, annotator "
+                "or column:<column name>"
+            )
+        return self
+
+    def record_kind(self) -> str:
+        return "tag" if self.match == "tags" else "completion"
+
+    def extra_columns(self) -> list[str]:
+        """Sheet columns this target reads besides the annotation's own."""
+        cols = [
+            s[len("column:") :].strip()
+            for s in self.json_values.values()
+            if s.startswith("column:")
+        ]
+        return list(dict.fromkeys(cols))
+
+
+class MlflowTarget(_Model):
+    """MLflow tracking server: assessments (feedback or expectations) on traces, over REST.
+
+    Location and credentials come from MLflow's own variables (MLFLOW_TRACKING_URI,
+    MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN), never from the mapping.
+    """
+
+    type: Literal["mlflow"]
+    url: str | None = None  # default MLFLOW_TRACKING_URI, then http://localhost:5000
+    # experiment name or id; default MLFLOW_EXPERIMENT_NAME, then MLFLOW_EXPERIMENT_ID
+    experiment: str | None = None
+    # what the id column holds: MLflow trace ids (tr-...) or the app's client_request_id
+    id_kind: Literal["trace_id", "client_request_id"] = "trace_id"
+    # annotation name -> how its value is sent (default auto: the label as text, else the score)
+    values: dict[
+        str, Literal["auto", "pass_fail", "numeric", "categorical", "categorical_list", "text"]
+    ] = Field(default_factory=dict)
+    # annotation name -> [positive label, negative label] of a pass_fail value (True, False)
+    pass_fail: dict[str, tuple[str, str]] = Field(default_factory=dict)
+    # annotation names sent as expectations (ground truth); the others are feedback
+    expectations: list[str] = Field(default_factory=list)
+    # read the experiment's label schemas and check values against them before sending
+    label_schemas: bool = False
+    # requests in flight at once (MLflow has no batch endpoint for assessments)
+    concurrency: int = Field(default=8, ge=1, le=64)
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> MlflowTarget:
+        for name, (positive, negative) in self.pass_fail.items():
+            if positive.strip().casefold() == negative.strip().casefold():
+                raise ValueError(f"pass_fail.{name}: the two labels must differ")
+            if self.values.get(name, "pass_fail") != "pass_fail":
+                raise ValueError(
+                    f"pass_fail.{name} is set but values.{name} is {self.values[name]}; "
+                    f"set values.{name}: pass_fail or remove pass_fail.{name}"
+                )
+        return self
+
+    def record_kind(self) -> str:
+        """What the id column holds, in words (a key of rules.ID_PATTERNS)."""
+        return "MLflow trace" if self.id_kind == "trace_id" else "client request"
+
+
+TargetConfig = Annotated[
+    PhoenixTarget | ArizeTarget | Log10Target | MlflowTarget, Field(discriminator="type")
+]
 
 # type -> config model, for "did you mean" hints on unknown keys
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
@@ -144,7 +407,12 @@ SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "csv": CsvSource,
     "gsheet": GSheetSource,
 }
-TARGET_MODELS: dict[str, type[BaseModel]] = {"phoenix": PhoenixTarget}
+TARGET_MODELS: dict[str, type[BaseModel]] = {
+    "phoenix": PhoenixTarget,
+    "arize": ArizeTarget,
+    "log10": Log10Target,
+    "mlflow": MlflowTarget,
+}
 
 
 class StatusConfig(_Model):
@@ -169,14 +437,28 @@ class Mapping(_Model):
     target: TargetConfig
     annotations: list[AnnotationSpec] = Field(min_length=1)
     status: StatusConfig = Field(default_factory=StatusConfig)
+    # Where the run lock and the journal of in-flight sends live (relative to this file);
+    # default: $ANNOBRIDGE_STATE_DIR, else the user's state directory.
+    state_dir: Path | None = None
     path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _check(self) -> Mapping:
-        names = [(a.name, a.id_column, a.annotator_column) for a in self.annotations]
+        seen: dict[tuple[str, str, str | None], int] = {}
+        for i, a in enumerate(self.annotations):
+            first = seen.setdefault((a.name, a.id_column, a.annotator_column), i)
+            if first != i:
+                raise ValueError(
+                    f"annotations[{first}] and annotations[{i}] both write '{a.name}' for "
+                    f"{a.id_column} by the same annotator column; give them different names"
+                )
+        names = self.status.columns().names()
         if len(set(names)) != len(names):
-            raise ValueError("two annotations share name, id_column and annotator_column")
-        status_cols = set(self.status.columns().names())
+            raise ValueError(
+                f"status: two status columns have the same name ({', '.join(names)}); "
+                "give each its own column"
+            )
+        status_cols = set(names)
         for a in self.annotations:
             clash = status_cols.intersection(a.used_columns())
             if clash:
@@ -248,11 +530,10 @@ def _model_at(loc: tuple[int | str, ...], raw: Any) -> Any:
             continue
         field = model.model_fields.get(str(part))
         node = node.get(part) if isinstance(node, dict) else None
-        if part == "source":
+        if part in ("source", "target"):
             kind = node.get("type") if isinstance(node, dict) else None
-            model = {"excel": ExcelSource, "csv": CsvSource, "gsheet": GSheetSource}.get(str(kind))
-        elif part == "target":
-            model = PhoenixTarget
+            models = SOURCE_MODELS if part == "source" else TARGET_MODELS
+            model = models.get(str(kind))
         elif field is not None and part == "annotations":
             model = AnnotationSpec
         elif part == "rules":
@@ -278,8 +559,25 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _yaml_type_hint(err: Any, section: str) -> str | None:
+    """Why a label or synonym is not text: YAML read an unquoted yes/no or number."""
+    value = err["input"]
+    if isinstance(value, bool):
+        read = f"an unquoted yes, no, on, off, true or false as a boolean (here: {value})"
+        example = '"yes": correct' if section == "synonyms" else 'labels: ["yes", "no"]'
+    elif isinstance(value, int | float):
+        read = f"an unquoted number as a number (here: {value})"
+        example = '"1": correct' if section == "synonyms" else 'labels: ["1", "2"]'
+    else:
+        return None
+    return f"{section} must be text, but YAML reads {read}; put it in quotes, e.g. {example}"
+
+
 def _explain(exc: ValidationError, path: Path, raw: Any) -> MappingError:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt required key yields 'missing' for the right name and 'extra_forbidden' for the
+    # misspelling; the latter, with its "did you mean", is the one that helps.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
     key = _format_loc(loc)
     kind = err["type"]
@@ -306,13 +604,12 @@ def _explain(exc: ValidationError, path: Path, raw: Any) -> MappingError:
         return MappingError(path, "this key is required", key=key)
     if kind == "union_tag_invalid" or kind == "literal_error":
         return MappingError(path, err["msg"], key=key)
-    if "synonyms" in loc and kind == "string_type":
-        return MappingError(
-            path,
-            "synonym keys and values must be text; YAML reads yes/no/on/off/true/false and "
-            "numbers unquoted as other types, so quote them: \"yes\": correct",
-            key=key.replace(".[key]", ""),
-        )
+    for section in ("synonyms", "labels"):
+        if section in loc and kind == "string_type":
+            yaml_hint = _yaml_type_hint(err, section)
+            if yaml_hint:
+                at = loc[: loc.index(section) + 1]
+                return MappingError(path, yaml_hint, key=_format_loc(at))
     msg = err["msg"].removeprefix("Value error, ")
     return MappingError(path, msg, key=key or None)
 
@@ -340,7 +637,10 @@ def parse_mapping(data: Any, path: Path) -> Mapping:
         and not source.credentials.is_absolute()
     ):
         source = source.model_copy(update={"credentials": base / source.credentials})
-    return mapping.model_copy(update={"source": source, "path": path})
+    state_dir = mapping.state_dir
+    if state_dir is not None and not state_dir.is_absolute():
+        state_dir = base / state_dir
+    return mapping.model_copy(update={"source": source, "path": path, "state_dir": state_dir})
 
 
 def load_mapping(path: str | os.PathLike[str]) -> Mapping:
@@ -355,14 +655,44 @@ def load_mapping(path: str | os.PathLike[str]) -> Mapping:
     if p.is_dir():
         raise MappingError(p, "is a folder; give the mapping file (.yaml) inside it")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingError(p, f"cannot read the file ({exc})") from exc
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise MappingError(p, f"cannot read the file ({exc.strerror})") from exc
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise MappingError(
+            p, f"line {line} is not valid UTF-8; save the mapping file as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if "'\\t'" in problem:
+            problem += "; indent with spaces, not tabs"
         raise MappingError(p, f"not valid YAML{where}: {problem}") from None
     return parse_mapping(data, p)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, but a key written twice in one section is an error, not a
+    silent "the last one wins"."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, Hashable) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key '{key}' appears twice in the same section; keep one",
+                        key_node.start_mark,
+                    )
+                if isinstance(key, Hashable):
+                    seen.add(key)
+        return super().construct_mapping(node, deep=deep)

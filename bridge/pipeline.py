@@ -5,23 +5,31 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bridge import rules
-from bridge.errors import EXIT_OK, EXIT_ROWS_FAILED
-from bridge.mapping import Mapping
+from bridge.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, BridgeError, ConfigError
+from bridge.mapping import Mapping, load_mapping
 from bridge.records import Annotation, Outcome, Row, Status, StatusUpdate
 from bridge.sources import ReadSpec, Source, open_source
+from bridge.state import Journal, RunLock, row_ref, run_id, state_dir
 from bridge.targets import Target, open_target
 
 OnProgress = Callable[[int, int], None]
 """Called with (annotations settled so far, annotations to send)."""
 
+log = logging.getLogger("bridge")
+
+# Rows sent per chunk: the unit of journaling, progress and Ctrl-C.
+SEND_CHUNK_ROWS = 2000
 UNCHANGED = "unchanged"
 PENDING = "pending"
 SKIPPED_MESSAGE = "no label, score or explanation yet"
@@ -52,7 +60,7 @@ class PlannedRow:
 
 @dataclass
 class SyncResult:
-    """What a validate or sync run did, for people (``lines``) and machines (``to_json``)."""
+    """What a validate or sync run did: counts and row issues, and ``to_json`` for machines."""
 
     mapping: str
     source: str
@@ -65,10 +73,14 @@ class SyncResult:
     vanished_rows: list[int] = field(default_factory=list)
     statuses_written: int = 0
     planned: list[dict[str, Any]] = field(default_factory=list)
+    recovered: int = 0
+    interrupted: bool = False
     seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         bad = (
             self.counts[Status.INVALID] + self.counts[Status.REJECTED] + self.counts[Status.FAILED]
         )
@@ -86,6 +98,8 @@ class SyncResult:
             "annotations_sent": self.annotations_sent,
             "statuses_written": self.statuses_written,
             "vanished_rows": self.vanished_rows,
+            "recovered": self.recovered,
+            "interrupted": self.interrupted,
             "issues": [dataclasses.asdict(i) for i in self.issues],
             "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3),
@@ -101,25 +115,55 @@ def row_hash(fingerprint: str, annotations: Sequence[Annotation]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
+def _extra_columns(mapping: Mapping) -> list[str]:
+    """Columns the target reads besides label, score and explanation (may be none)."""
+    extra = getattr(mapping.target, "extra_columns", None)
+    return list(extra()) if callable(extra) else []
+
+
 def _read_spec(mapping: Mapping) -> ReadSpec:
     columns: list[str] = []
     for spec in mapping.annotations:
         for c in spec.used_columns():
             if c not in columns:
                 columns.append(c)
+    for c in _extra_columns(mapping):
+        if c not in columns:
+            columns.append(c)
     return ReadSpec(
         columns=columns, key_columns=mapping.key_columns(), status=mapping.status.columns()
     )
 
 
-def plan(mapping: Mapping, source: Source, kind: str, fingerprint: str) -> list[PlannedRow]:
-    """Read the sheet and decide, row by row, what to send and what to report."""
+def plan(
+    mapping: Mapping,
+    source: Source,
+    kind: str,
+    fingerprint: str,
+    problems: Callable[[Annotation], list[str]] | None = None,
+) -> list[PlannedRow]:
+    """Read the sheet and decide, row by row, what to send and what to report.
+
+    :param problems: the target's own checks of one annotation (what the platform documents
+        it would refuse); a row with any is invalid and never sent.
+    """
     spec = _read_spec(mapping)
     rows = source.read(spec)
     verdicts = rules.evaluate(rows, mapping.annotations, kind, source.label)
+    extra_columns = _extra_columns(mapping)
     cols = spec.status
     planned: list[PlannedRow] = []
     for row, verdict in zip(rows, verdicts, strict=True):
+        if extra_columns and verdict.annotations:
+            extra = {c: row.values.get(c) for c in extra_columns}
+            verdict.annotations[:] = [
+                dataclasses.replace(a, extra=extra) for a in verdict.annotations
+            ]
+        if problems is not None and verdict.annotations:
+            found = [p for a in verdict.annotations for p in problems(a)]
+            if found:
+                verdict.problems.extend(dict.fromkeys(found))
+                verdict.annotations.clear()
         if verdict.problems:
             planned.append(PlannedRow(row, verdict, Status.INVALID, "; ".join(verdict.problems)))
             continue
@@ -131,6 +175,14 @@ def plan(mapping: Mapping, source: Source, kind: str, fingerprint: str) -> list[
         previous_hash = row.status.get(cols.hash, "")
         if previous_status == Status.SYNCED and previous_hash == digest:
             planned.append(PlannedRow(row, verdict, UNCHANGED, row_hash=digest))
+            continue
+        if previous_hash == digest:
+            # The row is back to what was confirmed before (an edit the platform refused,
+            # then undone): the platform holds exactly this, so say so without sending.
+            remote_ids = str(row.status.get(cols.remote_id, ""))
+            planned.append(
+                PlannedRow(row, verdict, Status.SYNCED, row_hash=digest, remote_ids=remote_ids)
+            )
             continue
         if previous_hash:
             verdict.annotations[:] = [
@@ -175,8 +227,12 @@ def run(
     on_progress: OnProgress | None = None,
     source: Source | None = None,
     target: Target | None = None,
+    stop: threading.Event | None = None,
 ) -> SyncResult:
     """Validate and (unless ``send`` is False) sync one mapping.
+
+    A sync holds the mapping's run lock, journals what it sends (see ``bridge.state``) and
+    writes the statuses back only after the platform confirmed.
 
     :param mapping: a loaded mapping (see ``load_mapping``).
     :param dry_run: send nothing and write nothing; ``planned`` holds what would be sent.
@@ -185,6 +241,8 @@ def run(
     :param on_progress: progress callback, (settled, total).
     :param source: a Source to use instead of the mapping's (tests, embedding).
     :param target: a Target to use instead of the mapping's.
+    :param stop: when set (Ctrl-C), the run stops after the chunk in flight, writes the
+        statuses it has and returns with ``interrupted`` set.
     :raises BridgeError: for anything that stops the whole run (exit 2 or 3).
     """
     started = time.monotonic()
@@ -198,47 +256,133 @@ def run(
             target=target.fingerprint(),
             dry_run=dry_run or not send,
         )
-        planned = plan(mapping, source, target.kind, target.fingerprint())
-        result.source = source.label
-        result.rows = len(planned)
-        # Rows past the limit stay pending: no status is written for them this run.
-        to_send = [p for p in planned if p.status == PENDING][:limit]
-        annotations = [a for p in to_send for a in p.annotations]
         if dry_run or not send:
-            result.planned = [target.payload(a) for a in annotations] if dry_run else []
-            return _finish(result, planned, mapping, started)
-        if to_send or any(p.status in (Status.INVALID, Status.SKIPPED) for p in planned):
-            source.check_writable()
-        if annotations:
-            target.check()
-            total = len(annotations)
-            settled = 0
+            checks = _checks(target, strict=dry_run)
+            planned = plan(mapping, source, target.kind, target.fingerprint(), checks)
+            result.source = source.label
+            to_send = [p for p in planned if p.status == PENDING][:limit]
+            if dry_run:
+                result.planned = [target.payload(a) for p in to_send for a in p.annotations]
+            return _finish(result, planned, started)
+        directory = state_dir(mapping.state_dir)
+        name = run_id(mapping.path, source.label)
+        with RunLock(directory, name, what=str(mapping.path or source.label)):
+            journal = Journal(directory, name)
+            try:
+                planned = _sync(mapping, source, target, journal, result, limit, on_progress, stop)
+            finally:
+                journal.close()
+        return _finish(result, planned, started)
+    finally:
+        if own_target:
+            target.close()
 
-            def advance(n: int) -> None:
-                nonlocal settled
-                settled += n
-                if on_progress:
-                    on_progress(settled, total)
 
+def _sync(
+    mapping: Mapping,
+    source: Source,
+    target: Target,
+    journal: Journal,
+    result: SyncResult,
+    limit: int | None,
+    on_progress: OnProgress | None,
+    stop: threading.Event | None,
+) -> list[PlannedRow]:
+    planned = plan(mapping, source, target.kind, target.fingerprint(), _checks(target))
+    result.source = source.label
+    log.info("read %d rows from %s", len(planned), source.label)
+    recovered = journal.confirmed_rows()
+    for p in planned:
+        if p.status != PENDING:
+            continue
+        seen = recovered.get(row_ref(p.row.key, p.row.occurrence))
+        if seen and seen[0] == p.row_hash:
+            # Confirmed by the platform in a run that died before writing the sheet.
+            p.status, p.remote_ids = Status.SYNCED, seen[1]
+            result.recovered += 1
+    if result.recovered:
+        log.info("%d rows were confirmed by an earlier run; writing their status", result.recovered)
+    # Rows past the limit stay pending: no status is written for them this run.
+    to_send = [p for p in planned if p.status == PENDING][:limit]
+    if to_send or any(p.status != UNCHANGED and p.status != PENDING for p in planned):
+        source.check_writable()
+    total = sum(len(p.annotations) for p in to_send)
+    if to_send:
+        target.check()
+        settled = 0
+
+        def advance(n: int) -> None:
+            nonlocal settled
+            settled += n
             if on_progress:
-                on_progress(0, total)
+                on_progress(settled, total)
+
+        if on_progress:
+            on_progress(0, total)
+        for chunk in _chunks(to_send, SEND_CHUNK_ROWS):
+            if stop is not None and stop.is_set():
+                result.interrupted = True
+                log.warning("interrupted: %d rows left for the next run", _pending(planned))
+                break
+            journal.sending((row_ref(p.row.key, p.row.occurrence), p.row_hash) for p in chunk)
+            annotations = [a for p in chunk for a in p.annotations]
             outcomes = target.send(annotations, progress=advance)
-            result.annotations_sent = total
+            result.annotations_sent += len(annotations)
             cursor = 0
-            for p in to_send:
+            for p in chunk:
                 n = len(p.annotations)
                 p.status, p.message = _combine(p.annotations, outcomes[cursor : cursor + n])
                 p.remote_ids = " ".join(o.remote_id for o in outcomes[cursor : cursor + n])
                 cursor += n
-        updates = _status_updates(planned, mapping)
-        if updates:
-            report = source.write_status(_read_spec(mapping), updates)
-            result.statuses_written = report.written
-            result.vanished_rows = sorted(u.sheet_row for u in report.vanished)
-        return _finish(result, planned, mapping, started)
-    finally:
-        if own_target:
-            target.close()
+            journal.confirmed(
+                (row_ref(p.row.key, p.row.occurrence), p.row_hash, p.remote_ids)
+                for p in chunk
+                if p.status == Status.SYNCED
+            )
+            log.info("sent %d annotations (%d of %d)", len(annotations), settled, total)
+    updates = _status_updates(planned, mapping)
+    if updates:
+        report = source.write_status(_read_spec(mapping), updates)
+        result.statuses_written = report.written
+        result.vanished_rows = sorted(u.sheet_row for u in report.vanished)
+        log.info("wrote the status of %d rows to %s", report.written, source.label)
+    journal.clear()
+    return planned
+
+
+def _checks(target: Target, strict: bool = True) -> Callable[[Annotation], list[str]] | None:
+    """The target's optional ``problems(annotation)`` check.
+
+    When not ``strict`` (validate), a check that needs the platform and cannot reach it
+    (no credentials, offline) is skipped with a warning instead of failing the validation.
+    """
+    check = getattr(target, "problems", None)
+    if not callable(check):
+        return None
+    if strict:
+        return check  # type: ignore[no-any-return]
+    skipped: list[BridgeError] = []
+
+    def lenient(a: Annotation) -> list[str]:
+        if skipped:
+            return []
+        try:
+            found: list[str] = check(a)
+            return found
+        except BridgeError as exc:
+            skipped.append(exc)
+            log.warning("the platform's own checks were skipped: %s", exc)
+            return []
+
+    return lenient
+
+
+def _chunks(items: Sequence[PlannedRow], size: int) -> list[Sequence[PlannedRow]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _pending(planned: Sequence[PlannedRow]) -> int:
+    return sum(1 for p in planned if p.status == PENDING)
 
 
 def _status_updates(planned: Sequence[PlannedRow], mapping: Mapping) -> list[StatusUpdate]:
@@ -258,12 +402,72 @@ def _status_updates(planned: Sequence[PlannedRow], mapping: Mapping) -> list[Sta
     return updates
 
 
-def _finish(
-    result: SyncResult, planned: Sequence[PlannedRow], mapping: Mapping, started: float
-) -> SyncResult:
+def _finish(result: SyncResult, planned: Sequence[PlannedRow], started: float) -> SyncResult:
     for p in planned:
         result.counts[str(p.status)] += 1
         if p.status in (Status.INVALID, Status.REJECTED, Status.FAILED):
             result.issues.append(RowReport(p.row.sheet_row, str(p.status), p.message))
+    result.rows = len(planned)
     result.seconds = time.monotonic() - started
     return result
+
+
+@dataclass
+class JobResult:
+    """One mapping of a multi-mapping run: its result, or the error that stopped it."""
+
+    mapping: Path
+    result: SyncResult | None = None
+    error: BridgeError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return self.error.exit_code
+        return self.result.exit_code if self.result is not None else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        if self.result is not None:
+            return self.result.to_json()
+        return {
+            "mapping": str(self.mapping),
+            "error": {"type": type(self.error).__name__, "message": str(self.error)},
+            "exit_code": self.exit_code,
+        }
+
+
+def mapping_files(paths: Sequence[Path]) -> list[Path]:
+    """The mapping files named, with each folder replaced by the *.yaml / *.yml in it."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            if not found:
+                raise ConfigError(f"{path}: the folder has no mapping files (*.yaml, *.yml)")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def run_all(
+    paths: Sequence[Path], *, stop: threading.Event | None = None, **kwargs: Any
+) -> list[JobResult]:
+    """Sync several mappings one after the other; one that fails does not stop the others.
+
+    :param paths: mapping files or folders of them.
+    :param stop: when set, the mapping in flight stops after its chunk and the rest are skipped.
+    :param kwargs: passed to ``run`` for each mapping.
+    """
+    results: list[JobResult] = []
+    for path in mapping_files(paths):
+        if stop is not None and stop.is_set():
+            break
+        job = JobResult(path)
+        try:
+            job.result = run(load_mapping(path), stop=stop, **kwargs)
+        except BridgeError as exc:
+            log.error("%s: %s", path, exc)
+            job.error = exc
+        results.append(job)
+    return results

@@ -66,10 +66,12 @@ class Annotation:
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     # True when this row was synced before, so the platform holds an older version.
     is_update: bool = field(default=False, compare=False)
+    # Other columns of the row a target reads (Arize's record start time, log10 values).
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def content(self) -> dict[str, Any]:
         """What the annotation says, without where it came from: the basis of sync_hash."""
-        return {
+        body: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "id": self.target_id,
@@ -80,6 +82,12 @@ class Annotation:
             "annotator_kind": self.annotator_kind,
             "identifier": self.identifier,
         }
+        if self.extra:  # only when present, so hashes of rows without extras stay the same
+            body["extra"] = {
+                k: v if isinstance(v, str | int | float | bool | None) else str(v)
+                for k, v in sorted(self.extra.items())
+            }
+        return body
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,27 @@ ID_PATTERNS: dict[str, tuple[str, str]] = {
         "32 lowercase hex characters, like 6c4d3e1b8a0f47c2a9e5d1b7c3f0a2e4",
     ),
     "session": (r"^\S(.{0,498}\S)?$", "a session id without leading or trailing spaces"),
+    # Arize: a prediction id (model environments other than tracing)
+    "record": (r"^\S(.{0,498}\S)?$", "a record (prediction) id without leading or trailing spaces"),
+    # log10: completion ids are UUIDv4; a row may name several, separated by commas
+    "completion": (
+        r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        r"(\s*,\s*[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})*$",
+        "a lowercase UUID like 0b6e4b1c-2f43-4e7a-9d55-1a2b3c4d5e6f, or several separated by "
+        "commas",
+    ),
+    # log10: completion tags; a row may name several, separated by commas
+    "tag": (r"^[^,]*[^,\s][^,]*(,[^,]*[^,\s][^,]*)*$", "one or more tags separated by commas"),
+    # MLflow: trace ids (tr- and 32 hex; traces logged by MLflow 2 have no prefix)
+    "MLflow trace": (
+        r"^(tr-)?[0-9a-f]{32}$",
+        "tr- and 32 lowercase hex characters, like tr-6513270e269e0d37f2a74de452e6b438",
+    ),
+    # MLflow: the app's own request id (client_request_id, at most 50 characters)
+    "client request": (
+        r"^\S(.{0,48}\S)?$",
+        "a request id of at most 50 characters, without leading or trailing spaces",
+    ),
 }
 
 IDENTIFIER_PREFIX = "annobridge"
@@ -88,8 +109,6 @@ class _Normalizer:
         text = _text(value)
         if text is None:
             return None, None
-        if self.rules.labels is None:
-            return self.rules.synonyms.get(text, text), None
         return self.canonical.get(self.fold(text), text), None
 
     def score(self, value: Any) -> tuple[float | None, str | None]:
@@ -101,15 +120,22 @@ class _Normalizer:
         if isinstance(value, int | float):
             number = float(value)
         elif isinstance(value, str):
+            text = value.strip()
+            if text.casefold() in ("true", "false"):  # a boolean exported to text (CSV)
+                return (1.0 if text.casefold() == "true" else 0.0), None
             try:
-                number = float(value.strip())
+                number = float(text)
             except ValueError:
-                hint = "; use a decimal point" if re.fullmatch(r"\s*-?\d+,\d+\s*", value) else ""
-                return None, f"{col} '{value.strip()}' is not a number{hint}"
+                hint = ""
+                if re.fullmatch(r"-?\d+,\d+", text):
+                    hint = f"; use a decimal point: {text.replace(',', '.')}"
+                return None, f"{col} '{text}' is not a number{hint}"
+        elif isinstance(value, datetime | date):
+            return None, f"{col} is a date ({value}), not a number; format the column as a number"
         else:
             return None, f"{col} '{value}' is not a number"
         if math.isnan(number) or math.isinf(number):
-            return None, f"{col} {value} is not a finite number"
+            return None, f"{col} {str(value).strip()} is not a finite number; enter a number"
         return number + 0.0, None  # + 0.0 turns -0.0 into 0.0
 
     def target_id(self, value: Any) -> tuple[str | None, str | None]:
@@ -122,7 +148,10 @@ class _Normalizer:
                 "text and paste the id again"
             )
         if isinstance(value, datetime | date):
-            return None, f"{col} is a date ({value}), not a {self.kind} id"
+            return None, (
+                f"{col} is a date ({value}), not a {self.kind} id; format the column as text "
+                "and paste the id again"
+            )
         return str(value).strip(), None
 
 
@@ -136,6 +165,8 @@ class _Columns:
     texts: list[str | None] = field(default_factory=list)
     annotators: list[str | None] = field(default_factory=list)
     present: list[bool] = field(default_factory=list)
+    # a score was typed, even if it is not a number (that has its own message)
+    score_given: list[bool] = field(default_factory=list)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -145,6 +176,7 @@ class _Columns:
                 "score": pd.Series(self.scores, dtype="float64"),
                 "explanation": pd.Series(self.texts, dtype=object),
                 "present": pd.Series(self.present, dtype=bool),
+                "score_given": pd.Series(self.score_given, dtype=bool),
             }
         )
 
@@ -163,6 +195,7 @@ def _normalise(
         raw_text = v.get(spec.explanation_column) if spec.explanation_column else None
         has_data = not (_is_blank(raw_label) and _is_blank(raw_score) and _is_blank(raw_text))
         present.append(has_data)
+        out.score_given.append(not _is_blank(raw_score))
         if not has_data:
             ids.append(None)
             labels.append(None)
@@ -202,7 +235,7 @@ def build_schema(spec: AnnotationSpec, kind: str) -> pa.DataFrameSchema:
 
     def required(df: pd.DataFrame) -> pd.Series:
         has_label = df["label"].notna()
-        has_score = df["score"].notna()
+        has_score = df["score"].notna() | df["score_given"]
         ok = {
             "label": has_label,
             "score": has_score,
@@ -237,7 +270,7 @@ def _message(spec: AnnotationSpec, kind: str, check: str, value: Any) -> str:
     lbl, scr, expl = spec.label_column, spec.score_column, spec.explanation_column
     if check == "id_format":
         shown = str(value)
-        if re.fullmatch(r"[0-9a-fA-F]+", shown) and shown != shown.lower():
+        if shown != shown.lower() and re.fullmatch(ID_PATTERNS[kind][0], shown.lower()):
             return (
                 f"{spec.id_column} '{shown}' has capital letters; {kind} ids are lowercase: "
                 f"'{shown.lower()}'"
@@ -348,12 +381,15 @@ def _flag_duplicates(rows: Sequence[Row], verdicts: list[RowVerdict]) -> None:
     for (tid, name, _), where in seen.items():
         if len(where) < 2:
             continue
+        first = next(a for a in verdicts[where[0]].annotations if a.name == name)
+        who = first.annotator or "none given"
         sheet_rows = [rows[i].sheet_row for i in where]
         for i in where:
-            others = ", ".join(str(r) for r in sheet_rows if r != rows[i].sheet_row)
+            others = [str(r) for r in sheet_rows if r != rows[i].sheet_row]
             verdicts[i].problems.append(
-                f"rows {others} label the same {tid} '{name}' by the same annotator; "
-                "keep one of these rows"
+                f"{'row' if len(others) == 1 else 'rows'} {', '.join(others)} "
+                f"{'labels' if len(others) == 1 else 'label'} the same {first.kind} {tid} for "
+                f"'{name}' by the same annotator ({who}); keep one of these rows"
             )
     for verdict in verdicts:
         if verdict.problems:

@@ -122,3 +122,89 @@ def init_project(directory: Path, *, force: bool = False) -> list[Path]:
     mapping_path.write_text(STARTER_MAPPING.format(workbook=workbook_path.name), encoding="utf-8")
     write_template_workbook(workbook_path, load_mapping(mapping_path))
     return [mapping_path, workbook_path]
+
+
+def init_gsheet_project(directory: Path, *, force: bool = False) -> tuple[list[Path], str]:
+    """Write ``annobridge.yaml`` for a Google Sheet into ``directory``; return it and the steps.
+
+    The steps say how to create a service account and its key, share the sheet with it, lay
+    out the header row, and point the mapping at the sheet. When a service-account key is
+    already where annobridge looks, they name its e-mail (the address to share the sheet with).
+
+    :raises ConfigError: the mapping exists already and ``force`` is False.
+    """
+    import yaml
+
+    from bridge.mapping import parse_mapping
+    from bridge.sources.gsheets import credential_files, service_account_email
+
+    placeholder = "<paste the sheet's URL here>"
+    excel = STARTER_MAPPING.format(workbook="labels.xlsx")
+    text = (
+        "# annobridge mapping: SMEs label in a Google Sheet; the labels go to Phoenix.\n"
+        "# Paths are relative to this file; ${VAR} and ${VAR:-default} expand from the "
+        "environment.\n"
+        "# Secrets never go here: the service account's key stays in its own file.\n"
+        "source:\n"
+        "  type: gsheet\n"
+        "  # the sheet's URL from the browser's address bar (or just its key)\n"
+        f"  spreadsheet: {placeholder}\n"
+        "  worksheet: Labels          # the tab's title; or gid: <the number after #gid=>\n"
+        "  header_row: 1\n"
+        "  # The service account's JSON key. Without this line annobridge uses\n"
+        "  # GOOGLE_APPLICATION_CREDENTIALS, then ~/.config/gspread/service_account.json.\n"
+        "  # credentials: service_account.json\n" + excel[excel.index("target:") :]
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    mapping_path = directory / "annobridge.yaml"
+    if mapping_path.exists() and not force:
+        raise ConfigError(f"{mapping_path} already exists; pass --force to overwrite")
+    mapping_path.write_text(text, encoding="utf-8")
+    sample = yaml.safe_load(
+        text.replace(placeholder, "https://docs.google.com/spreadsheets/d/" + "k" * 44)
+    )
+    header = ",".join(template_columns(parse_mapping(sample, mapping_path)))
+
+    default_key = credential_files(None, {})[0][0][0]
+    found = service_account_email()
+    if found:
+        key_step = (
+            f" 5. A key is already in place: {found[0]} (service account {found[1]}).\n"
+            "    To use another, set  credentials: /path/to/key.json  in the mapping."
+        )
+        email = found[1]
+    else:
+        key_step = (
+            " 5. Put the key where annobridge finds it, one of:\n"
+            f"      mkdir -p {default_key.parent} && mv ~/Downloads/<the key>.json {default_key}\n"
+            f"      set  credentials: /path/to/key.json  in {mapping_path}\n"
+            "      export GOOGLE_APPLICATION_CREDENTIALS=/path/to/key.json"
+        )
+        email = "client_email in the key, like annobridge@<project>.iam.gserviceaccount.com"
+    steps = "\n".join(
+        [
+            "Google Sheets setup (once, about five minutes):",
+            " 1. Pick or create a Google Cloud project: "
+            "https://console.cloud.google.com/projectcreate",
+            " 2. Enable the Google Sheets API in it: "
+            "https://console.cloud.google.com/apis/library/sheets.googleapis.com -> Enable",
+            " 3. Create a service account: "
+            "https://console.cloud.google.com/iam-admin/serviceaccounts",
+            '    -> Create service account -> name it "annobridge" -> Done (it needs no roles).',
+            " 4. Give it a key: open the service account -> Keys -> Add key -> Create new key "
+            "-> JSON.",
+            "    A .json file downloads. It is a password: never commit it or paste it anywhere.",
+            key_step,
+            f" 6. Share the sheet with the service account's e-mail ({email}):",
+            "    open the sheet -> Share -> paste the e-mail -> Editor -> untick 'Notify people' "
+            "-> Share.",
+            "    Editor, not Viewer: annobridge writes each row's status back into the sheet.",
+            ' 7. Name the tab "Labels" and paste this line into its cell A1, then choose',
+            "    Data -> Split text to columns (one column per name):",
+            f"      {header}",
+            f" 8. Copy the sheet's URL from the browser's address bar into {mapping_path},",
+            "    as the value of spreadsheet:",
+            f" 9. Check it: annobridge validate {mapping_path}",
+        ]
+    )
+    return [mapping_path], steps

@@ -1,15 +1,28 @@
-"""Pure helpers shared by the sources: header matching, rows from a grid, keys, placement."""
+"""Helpers shared by the sources: header matching, rows from a grid, keys, placement, and
+whether a file can be written back."""
 
 from __future__ import annotations
 
+import difflib
 import math
+import os
+import stat
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from bridge.errors import SourceError
 from bridge.records import Row, StatusColumns, StatusUpdate
+
+
+class CellError(str):
+    """A spreadsheet error value (#N/A, #REF!, #DIV/0!...) where a value was expected.
+
+    It is text for the rules, which say so in the row's status, but nothing for keys: a value
+    reader at write time sees such a cell as empty, so its key part is "" both times.
+    """
 
 
 def column_letter(index: int) -> str:
@@ -24,7 +37,7 @@ def column_letter(index: int) -> str:
 
 def key_part(value: Any) -> str:
     """A cell value as a stable string, the same whichever reader produced it."""
-    if value is None:
+    if value is None or isinstance(value, CellError):
         return ""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
@@ -71,16 +84,33 @@ def header_index(
             found[name] = hits[0]
     if missing:
         seen = ", ".join(f"'{n}'" for n in positions) or "none"
+        hints = [f"'{m}' -> '{near}'" for m in missing if (near := _near(m, positions))]
+        hint = f" Did you mean {', '.join(hints)}?" if hints else ""
         raise SourceError(
-            f"{where}: column {', '.join(repr(m) for m in missing)} not found in header row "
-            f"{header_row}; columns found: {seen}. Fix the column names in the mapping, or "
-            "set header_row if the header is on another row"
+            f"{where}: {'column' if len(missing) == 1 else 'columns'} "
+            f"{', '.join(repr(m) for m in missing)} not found in header row "
+            f"{header_row}; columns found: {seen}.{hint} Fix the column names in the mapping, "
+            "or set header_row if the header is on another row"
         )
     return found
 
 
+def _near(name: str, found: Iterable[str]) -> str | None:
+    """The header most like ``name``: same letters ignoring case and spaces, or a close spelling."""
+    names = list(found)
+
+    def squash(s: str) -> str:
+        return "".join(s.split()).replace("_", "").casefold()
+
+    for candidate in names:
+        if squash(candidate) == squash(name):
+            return candidate
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def status_positions(header: Sequence[Any], columns: StatusColumns) -> dict[str, int]:
-    """Where the status columns are, for those that exist already."""
+    """Where the status columns are, for those that exist already (the first, if repeated)."""
     out: dict[str, int] = {}
     for i, cell in enumerate(header):
         name = key_part(cell)
@@ -110,7 +140,7 @@ def rows_from_grid(
     occurrences: dict[tuple[str, ...], int] = defaultdict(int)
     for offset, cells in enumerate(grid[header_row:]):
         values = {name: (cells[i] if i < len(cells) else None) for name, i in index.items()}
-        if all(key_part(v) == "" for v in values.values()):
+        if all(key_part(v) == "" and not isinstance(v, CellError) for v in values.values()):
             continue  # a blank row: nothing to label, nothing to report
         key = tuple(key_part(values[c]) for c in key_columns)
         status = {
@@ -163,3 +193,25 @@ def place_updates(
         else:
             vanished.append(update)
     return placed, vanished
+
+
+def lock_files(path: Path) -> list[Path]:
+    """Lock files of a spreadsheet program that has ``path`` open.
+
+    Excel keeps "~$name.xlsx" beside an open file, LibreOffice ".~lock.name.xlsx#".
+    """
+    d, n = path.parent, path.name
+    return [p for p in (d / f"~${n}", d / f".~lock.{n}#") if p.exists()]
+
+
+def is_read_only(path: Path) -> bool:
+    """True when ``path`` cannot, or must not, be written.
+
+    A file with no write permission bit at all was marked read-only on purpose; that counts
+    even for a user (root, a CI container) whom the system would let write it anyway.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return True
+    return not os.access(path, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)

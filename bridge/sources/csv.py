@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -12,7 +13,15 @@ from pathlib import Path
 
 from bridge.errors import SourceError, SourceUnavailable
 from bridge.records import Row, StatusUpdate, WriteReport, safe_text
-from bridge.sources._table import header_index, key_part, place_updates, rows_from_grid
+from bridge.sources._table import (
+    header_index,
+    is_read_only,
+    key_part,
+    lock_files,
+    place_updates,
+    rows_from_grid,
+    status_positions,
+)
 from bridge.sources.base import ReadSpec
 
 _BOM = "\ufeff"
@@ -50,18 +59,37 @@ class CsvSource:
             raw = self.path.read_bytes()
         except OSError as exc:
             raise SourceUnavailable(f"{self.path}: cannot read the file ({exc.strerror})") from exc
+        if raw.startswith(b"PK\x03\x04"):
+            raise SourceError(
+                f"{self.path}: this is an Excel workbook (or another zip file), not a CSV file; "
+                "set source.type: excel in the mapping"
+            )
         encoding = "utf-8" if self.encoding.lower() in ("utf-8-sig", "utf8-sig") else self.encoding
+        wide = encoding.lower().replace("_", "-").startswith(("utf-16", "utf16", "utf-32", "utf32"))
+        nul = SourceError(
+            f"{self.path}: the file contains NUL bytes, so it is not {self.encoding} text; if "
+            "it was saved as 'Unicode Text' (UTF-16), set source.encoding: utf-16 in the "
+            "mapping, or save it again as 'CSV UTF-8'"
+        )
+        if not wide and (b"\0" in raw or raw.startswith((b"\xff\xfe", b"\xfe\xff"))):
+            raise nul
         try:
             text = raw.decode(encoding)
-        except (UnicodeDecodeError, LookupError) as exc:
+        except LookupError as exc:
             raise SourceError(
-                f"{self.path}: cannot decode the file as {self.encoding} ({exc}); set "
-                "source.encoding in the mapping, e.g. latin-1 or cp1252"
+                f"{self.path}: unknown encoding '{self.encoding}'; set source.encoding in the "
+                "mapping to one Python knows, e.g. utf-8, cp1252 or latin-1"
+            ) from exc
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            bad = raw[exc.start : exc.start + 1].hex()
+            raise SourceError(
+                f"{self.path}: line {line} is not valid {self.encoding} (byte 0x{bad}); the file "
+                "was probably saved in another encoding: set source.encoding in the mapping "
+                "(cp1252 for Excel on Windows, latin-1), or save the file again as 'CSV UTF-8'"
             ) from exc
         if "\0" in text:
-            raise SourceError(
-                f"{self.path}: the file contains NUL bytes; it is not a text CSV file"
-            )
+            raise nul
         bom = text.startswith(_BOM)
         text = text.removeprefix(_BOM)
         newline = "\r\n" if "\r\n" in text[:65536] else "\n"
@@ -75,31 +103,72 @@ class CsvSource:
         grid, _, _ = self._load()
         if not grid:
             raise SourceError(f"{self.path}: the file is empty; it needs a header row and rows")
-        return rows_from_grid(
-            grid, self.header_row, spec.columns, spec.key_columns, spec.status, self.path.name
-        )
+        try:
+            return rows_from_grid(
+                grid, self.header_row, spec.columns, spec.key_columns, spec.status, self.path.name
+            )
+        except SourceError:
+            other = self._other_delimiter(grid, spec.columns)
+            if other is None:
+                raise
+            raise SourceError(
+                f"{self.path}: the columns are separated by {json.dumps(other)}, not "
+                f"{json.dumps(self.delimiter)}; set source.delimiter: {json.dumps(other)} in the "
+                "mapping"
+            ) from None
+
+    def _other_delimiter(self, grid: list[list[str]], wanted: Sequence[str]) -> str | None:
+        """The separator that would make the header row hold the wanted columns, if any."""
+        if len(grid) < self.header_row:
+            return None
+        line = self.delimiter.join(grid[self.header_row - 1])
+        for other in (";", "\t", ",", "|"):
+            if other == self.delimiter or other not in line:
+                continue
+            names = {c.strip() for c in next(csv.reader([line], delimiter=other))}
+            if all(w.strip() in names for w in wanted):
+                return other
+        return None
 
     def check_writable(self) -> None:
-        if not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK):
+        locks = lock_files(self.path)
+        if locks:
             raise SourceUnavailable(
-                f"{self.path}: the file or its folder is read-only; the status columns are "
-                "written back into it. Nothing was sent"
+                f"{self.path}: the file is open in Excel or LibreOffice (lock file "
+                f"{locks[0].name}); close it and run again (if no program has it open, delete "
+                "the lock file). Nothing was sent"
+            )
+        if is_read_only(self.path) or not os.access(self.path.parent, os.W_OK):
+            raise SourceUnavailable(
+                f"{self.path}: the file or its folder is read-only; make it writable (the status "
+                "columns are written back into it). Nothing was sent"
             )
 
     def write_status(self, spec: ReadSpec, updates: Sequence[StatusUpdate]) -> WriteReport:
         if not updates:
             return WriteReport()
         grid, bom, newline = self._load()
+        if len(grid) < self.header_row:
+            raise SourceError(
+                f"{self.path}: header row {self.header_row} is gone (the file has "
+                f"{len(grid)} rows now); the statuses were not written. Restore the file and "
+                "run again"
+            )
         header = grid[self.header_row - 1]
-        positions = {key_part(v): i for i, v in enumerate(header) if key_part(v)}
+        positions = status_positions(header, spec.status)
+        key_index = header_index(header, spec.key_columns, self.path.name, self.header_row)
+        key_cols = [key_index[c] for c in spec.key_columns]
+        # New status columns go right of every cell in use, not only right of the header: a
+        # column with data but no header name must not become a status column.
+        if any(name not in positions for name in spec.status.names()):
+            used = max((i + 1 for r in grid for i, c in enumerate(r) if c.strip()), default=0)
+            header.extend([""] * (used - len(header)))
         status_cols: dict[str, int] = {}
         for name in spec.status.names():
             if name not in positions:
                 header.append(name)
                 positions[name] = len(header) - 1
             status_cols[name] = positions[name]
-        key_index = header_index(header, spec.key_columns, self.path.name, self.header_row)
-        key_cols = [key_index[c] for c in spec.key_columns]
         current = (
             (r + 1, tuple(key_part(grid[r][c]) if c < len(grid[r]) else "" for c in key_cols))
             for r in range(self.header_row, len(grid))

@@ -1,16 +1,24 @@
-"""Excel (.xlsx) source: fast typed reads with calamine, status write-back with openpyxl."""
+"""Excel (.xlsx) source: fast typed reads with calamine; the status written back by patching
+the worksheet's XML in one streaming pass (see ``_xlsx_patch``), with openpyxl as the fallback
+for workbooks the patcher does not handle."""
 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import logging
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from copy import copy
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import openpyxl
 import python_calamine
@@ -18,8 +26,32 @@ from openpyxl.utils.exceptions import InvalidFileException
 
 from bridge.errors import SourceError, SourceUnavailable
 from bridge.records import Row, StatusUpdate, WriteReport, safe_text
-from bridge.sources._table import header_index, key_part, place_updates, rows_from_grid
+from bridge.sources._table import (
+    CellError,
+    column_letter,
+    header_index,
+    is_read_only,
+    key_part,
+    lock_files,
+    place_updates,
+    rows_from_grid,
+    status_positions,
+)
+from bridge.sources._xlsx_patch import (
+    MAX_COLUMNS,
+    ColumnsInUse,
+    InsideArrayFormula,
+    PatchUnsupported,
+    SheetParts,
+    SheetPatch,
+    cell_text,
+    error_cells,
+    find_sheet,
+    patch_workbook,
+)
 from bridge.sources.base import ReadSpec
+
+log = logging.getLogger(__name__)
 
 _OTHER_FORMATS = {
     ".xls": "an old Excel 97-2003 workbook",
@@ -27,8 +59,13 @@ _OTHER_FORMATS = {
     ".xlsb": "a binary Excel workbook",
     ".ods": "an OpenDocument spreadsheet",
     ".numbers": "a Numbers document",
-    ".csv": "a CSV file (use source type: csv)",
+    ".csv": "a CSV file",
 }
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _utf16(name: str) -> bytes:
+    return name.encode("utf-16-le")
 
 
 @contextlib.contextmanager
@@ -45,6 +82,8 @@ def _reading(path: Path) -> Iterator[None]:
         python_calamine.XmlError,
         python_calamine.CalamineError,
         zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
         InvalidFileException,
         KeyError,
         ValueError,
@@ -57,6 +96,40 @@ def _reading(path: Path) -> Iterator[None]:
         raise SourceUnavailable(f"{path}: cannot read the workbook: permission denied") from exc
     except OSError as exc:
         raise SourceUnavailable(f"{path}: cannot read the workbook ({exc.strerror})") from exc
+
+
+@dataclass
+class _SheetNow:
+    """The worksheet as it is at write time, read with calamine."""
+
+    name: str
+    header: list[Any] = field(default_factory=list)
+    keys: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
+    # 0-based rightmost column holding a value or covered by a merged range (-1: none)
+    last_used: int = -1
+    # merged ranges, 0-based (row0, col0, row1, col1), inclusive
+    merged: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    patch: SheetPatch
+    placed: list[tuple[int, StatusUpdate]]
+    vanished: list[StatusUpdate]
+
+
+def _grid_rows(sheet: Any) -> Iterator[list[Any]]:
+    """Every row of a calamine sheet from row 1 and column A, one list at a time.
+
+    ``iter_rows`` starts at sheet row 1 but at the first used column: the columns left of it
+    are added back here.
+    """
+    start = sheet.start
+    if start is None:
+        return
+    pad = [""] * start[1]
+    for cells in sheet.iter_rows():
+        yield pad + cells if pad else cells
 
 
 class ExcelSource:
@@ -80,19 +153,53 @@ class ExcelSource:
     def _check_file(self) -> None:
         if not self.path.exists():
             raise SourceError(f"{self.path}: no such workbook; check source.path in the mapping")
+        if self.path.is_dir():
+            raise SourceError(
+                f"{self.path}: is a folder, not a workbook; set source.path to the .xlsx file"
+            )
         suffix = self.path.suffix.lower()
         if suffix in _OTHER_FORMATS:
+            also = "set source.type: csv in the mapping, or " if suffix == ".csv" else ""
             raise SourceError(
                 f"{self.path}: this is {_OTHER_FORMATS[suffix]}, not an .xlsx workbook; "
-                "save it as an Excel Workbook (.xlsx)"
+                f"{also}save it as an Excel Workbook (.xlsx)"
             )
         if self.path.stat().st_size == 0:
             raise SourceError(f"{self.path}: the file is empty (0 bytes), not a workbook")
+        with _reading(self.path), open(self.path, "rb") as fh:
+            head = fh.read(len(_OLE_MAGIC))
+            if head == _OLE_MAGIC:
+                self._not_a_zip_but_ole(fh)
         if not zipfile.is_zipfile(self.path):
             raise SourceError(
                 f"{self.path}: not an .xlsx workbook (an .xlsx file is a zip archive); "
                 "save it as an Excel Workbook (.xlsx)"
             )
+        with _reading(self.path), zipfile.ZipFile(self.path) as zf:
+            if "mimetype" in zf.namelist() and b"opendocument" in zf.read("mimetype")[:100]:
+                raise SourceError(
+                    f"{self.path}: this is an OpenDocument spreadsheet (.ods) with an .xlsx "
+                    "name; open it and save it as an Excel Workbook (.xlsx)"
+                )
+
+    def _not_a_zip_but_ole(self, fh: IO[bytes]) -> None:
+        """An OLE compound file: an encrypted (password-protected) workbook, or an old one."""
+        data = fh.read(64 << 20)
+        if _utf16("EncryptedPackage") in data or _utf16("EncryptionInfo") in data:
+            raise SourceError(
+                f"{self.path}: the workbook is encrypted with a password (File > Info > Protect "
+                "Workbook > Encrypt with Password), so it cannot be read; save a copy without "
+                "the password and point source.path at it"
+            )
+        if _utf16("Workbook") in data or _utf16("Book") in data:
+            raise SourceError(
+                f"{self.path}: this is an old Excel 97-2003 workbook (.xls) named .xlsx; open "
+                "it in Excel and save it as an Excel Workbook (.xlsx)"
+            )
+        raise SourceError(
+            f"{self.path}: this is an older Office file (an OLE compound document), not an "
+            ".xlsx workbook; open it in Excel and save it as an Excel Workbook (.xlsx)"
+        )
 
     def _pick_sheet(self, names: Sequence[str]) -> str:
         if not names:
@@ -103,10 +210,14 @@ class ExcelSource:
             return self.worksheet
         stripped = {n.strip().casefold(): n for n in names}
         near = stripped.get(self.worksheet.strip().casefold())
-        hint = f"; did you mean '{near}'?" if near else ""
+        if near is None:
+            close = difflib.get_close_matches(self.worksheet, names, n=1, cutoff=0.6)
+            near = close[0] if close else None
+        hint = f" (did you mean '{near}'?)" if near else ""
         listing = ", ".join(f"'{n}'" for n in names)
         raise SourceError(
-            f"{self.path}: no worksheet '{self.worksheet}'{hint} Worksheets: {listing}"
+            f"{self.path}: no worksheet '{self.worksheet}'{hint}. Worksheets: {listing}. "
+            "Fix source.worksheet in the mapping"
         )
 
     def read(self, spec: ReadSpec) -> list[Row]:
@@ -115,30 +226,65 @@ class ExcelSource:
             book = python_calamine.CalamineWorkbook.from_path(str(self.path))
             try:
                 name = self._pick_sheet(book.sheet_names)
-                grid = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
+                sheet = book.get_sheet_by_name(name)
+                grid = sheet.to_python(skip_empty_area=False)
+                merged = list(sheet.merged_cell_ranges or [])
             finally:
                 book.close()
         self._sheet_name = name
         where = f"{self.path.name}, worksheet '{name}'"
         if not grid:
             raise SourceError(f"{where}: the worksheet is empty; it needs a header row and rows")
-        return rows_from_grid(
-            grid, self.header_row, spec.columns, spec.key_columns, spec.status, where
-        )
+        self._mark_errors(grid, name)
+        try:
+            rows = rows_from_grid(
+                grid, self.header_row, spec.columns, spec.key_columns, spec.status, where
+            )
+        except SourceError as exc:
+            hint = _merged_header_hint(merged, self.header_row)
+            if hint and "not found in header row" in str(exc):
+                raise SourceError(f"{exc}. {hint}") from None
+            raise
+        self._check_room(grid, merged, spec, where)
+        return rows
 
-    def _lock_files(self) -> list[Path]:
-        # Excel keeps "~$name.xlsx" beside an open workbook, LibreOffice ".~lock.name.xlsx#".
-        d, n = self.path.parent, self.path.name
-        return [p for p in (d / f"~${n}", d / f".~lock.{n}#") if p.exists()]
+    def _mark_errors(self, grid: list[list[Any]], name: str) -> None:
+        """Put the error values (#N/A, #REF!...) calamine reads as empty back into ``grid``."""
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                found = error_cells(zf, find_sheet(zf, name).part)
+        except (PatchUnsupported, zipfile.BadZipFile, zlib.error, KeyError, OSError):
+            return  # a diagnosis only: the read itself went fine
+        for (row, col), code in found.items():
+            if row <= len(grid) and col < len(grid[row - 1]) and grid[row - 1][col] == "":
+                grid[row - 1][col] = CellError(code)
+
+    def _check_room(
+        self, grid: list[list[Any]], merged: list[Any], spec: ReadSpec, where: str
+    ) -> None:
+        """Fail before anything is sent when the status columns cannot be added."""
+        header = grid[self.header_row - 1]
+        missing = len(spec.status.names()) - len(status_positions(header, spec.status))
+        if not missing:
+            return
+        last = _last_used(grid, _merged_ranges(merged))
+        if last + missing >= MAX_COLUMNS:
+            raise SourceError(
+                f"{where}: the sheet uses columns up to {column_letter(last)}, so the "
+                f"{missing} status columns ({', '.join(spec.status.names())}) do not fit before "
+                f"Excel's last column, XFD; delete unused columns or add the status columns "
+                "yourself, right of the data"
+            )
 
     def check_writable(self) -> None:
-        locks = self._lock_files()
+        locks = lock_files(self.path)
         if locks:
             raise SourceUnavailable(
                 f"{self.path}: the workbook is open in Excel or LibreOffice (lock file "
-                f"{locks[0].name}); close it and run again. Nothing was sent"
+                f"{locks[0].name}); close it and run again (if no program has it open, delete "
+                "the lock file). Nothing was sent"
             )
-        if not os.access(self.path, os.W_OK):
+        if is_read_only(self.path):
             raise SourceUnavailable(
                 f"{self.path}: the workbook is read-only; make it writable (the status columns "
                 "are written back into it). Nothing was sent"
@@ -157,67 +303,180 @@ class ExcelSource:
                 "close other programs using it. Nothing was sent"
             ) from exc
 
+    # --- write-back -----------------------------------------------------------------------
+
     def write_status(self, spec: ReadSpec, updates: Sequence[StatusUpdate]) -> WriteReport:
+        """Write the status columns of ``updates``, locating each row by key now.
+
+        The worksheet's XML is patched in one streaming pass; workbooks the patcher does not
+        handle are written with openpyxl instead (cached formula results are then lost).
+        """
         if not updates:
             return WriteReport()
+        self._check_file()
+        why = ""
+        parts: SheetParts | None = None
         with _reading(self.path):
-            book = openpyxl.load_workbook(self.path, rich_text=True)
-        name = self._pick_sheet(book.sheetnames)
-        ws = book[name]
-        where = f"{self.path.name}, worksheet '{name}'"
-        header = [c.value for c in ws[self.header_row]] if ws.max_row >= self.header_row else []
-        status_cols = self._ensure_status_header(ws, header, spec)
-        key_index = header_index(header, spec.key_columns, where, self.header_row)
-        key_cols = [key_index[c] for c in spec.key_columns]
-        current = self._current_keys(ws, key_cols)
-        placed, vanished = place_updates(current, updates)
-        for sheet_row, update in placed:
-            for col_name, text in update.values.items():
-                cell = ws.cell(row=sheet_row, column=status_cols[col_name] + 1)
-                cell.value = safe_text(text)
-                cell.data_type = "s"  # never a formula, whatever the text
-        self._save(book)
-        moved = sum(1 for row, u in placed if row != u.sheet_row)
-        return WriteReport(written=len(placed), vanished=list(vanished), moved=moved)
+            now = self._sheet_now(spec)
+            with zipfile.ZipFile(self.path) as zf:
+                try:
+                    parts = find_sheet(zf, now.name)
+                except PatchUnsupported as exc:
+                    why = str(exc)
+        where = f"{self.path.name}, worksheet '{now.name}'"
+        # new columns go right of the tables on the sheet too: a table's header cells must
+        # match its column names
+        floor = max((t[3] for t in parts.tables), default=-1) if parts else -1
+        for _ in range(3):
+            plan = self._plan(now, spec, updates, where, floor)
+            if parts is None:
+                break
+            try:
+                write = partial(patch_workbook, str(self.path), sheet=parts, patch=plan.patch)
+                with _reading(self.path):
+                    self._save(write)
+            except ColumnsInUse as exc:
+                floor = max(floor, exc.last)  # cells a value reader sees as empty: go past them
+                continue
+            except PatchUnsupported as exc:
+                why = str(exc)
+            except InsideArrayFormula as exc:
+                raise SourceError(
+                    f"{where}: cannot write the status into {exc.cell}, which is part of the "
+                    f"array formula {exc.ref}; move the formula out of the status columns and "
+                    "run again to write the statuses. The workbook is unchanged"
+                ) from None
+            else:
+                return self._report(plan)
+            break
+        else:
+            raise SourceError(  # pragma: no cover - the sheet changed under us three times
+                f"{where}: the sheet kept changing while the statuses were written; run again"
+            )
+        log.warning(
+            "%s: %s; writing the status with openpyxl instead, which keeps the formatting but "
+            "drops the cached results of formulas until Excel recalculates them",
+            where,
+            why,
+        )
+        self._write_with_openpyxl(now.name, plan)
+        return self._report(plan)
 
-    def _ensure_status_header(self, ws: Any, header: list[Any], spec: ReadSpec) -> dict[str, int]:
-        positions = {key_part(v): i for i, v in enumerate(header) if key_part(v)}
-        last = max((i for i, v in enumerate(header) if key_part(v)), default=-1)
-        out: dict[str, int] = {}
+    @staticmethod
+    def _report(plan: _Plan) -> WriteReport:
+        moved = sum(1 for row, u in plan.placed if row != u.sheet_row)
+        return WriteReport(written=len(plan.placed), vanished=list(plan.vanished), moved=moved)
+
+    def _sheet_now(self, spec: ReadSpec) -> _SheetNow:
+        """The header, every row's key and the used width, read with calamine now."""
+        book = python_calamine.CalamineWorkbook.from_path(str(self.path))
+        try:
+            name = self._pick_sheet(book.sheet_names)
+            sheet = book.get_sheet_by_name(name)
+            now = _SheetNow(name, merged=_merged_ranges(sheet.merged_cell_ranges or []))
+            where = f"{self.path.name}, worksheet '{name}'"
+            key_cols: list[int] = []
+            count = 0
+            last = -1
+            for r, cells in enumerate(_grid_rows(sheet), start=1):
+                count = r
+                for j in range(len(cells) - 1, last, -1):
+                    if cells[j] != "":
+                        last = j
+                        break
+                if r == self.header_row:
+                    now.header = list(cells)
+                    index = header_index(now.header, spec.key_columns, where, self.header_row)
+                    key_cols = [index[c] for c in spec.key_columns]
+                elif r > self.header_row:
+                    now.keys.append(
+                        (r, tuple(key_part(cells[c]) if c < len(cells) else "" for c in key_cols))
+                    )
+            end = sheet.end
+            if end is not None and count != end[0] + 1:  # pragma: no cover - calamine changed
+                raise SourceError(f"{where}: python-calamine returned {count} rows, not {end[0]}")
+        finally:
+            book.close()
+        if not now.header:
+            header_index([], spec.key_columns, where, self.header_row)
+        now.last_used = max([last] + [c1 for _, _, _, c1 in now.merged])
+        return now
+
+    def _plan(
+        self,
+        now: _SheetNow,
+        spec: ReadSpec,
+        updates: Sequence[StatusUpdate],
+        where: str,
+        floor: int,
+    ) -> _Plan:
+        positions = status_positions(now.header, spec.status)
+        last = max(now.last_used, floor)
+        status_cols: dict[str, int] = {}
+        new: set[int] = set()
+        cells: dict[int, dict[int, str]] = defaultdict(dict)
         for name in spec.status.names():
             if name in positions:
-                out[name] = positions[name]
+                status_cols[name] = positions[name]
                 continue
             last += 1
-            cell = ws.cell(row=self.header_row, column=last + 1)
-            cell.value = name
-            cell.data_type = "s"
-            if last > 0:
-                left = ws.cell(row=self.header_row, column=last)
-                if left.has_style:
+            status_cols[name] = last
+            new.add(last)
+            cells[self.header_row][last] = name  # a header we were told to use, as text
+        if last >= MAX_COLUMNS:
+            raise SourceError(
+                f"{where}: the status columns do not fit before Excel's last column, XFD; "
+                "delete unused columns or add the status columns yourself, right of the data. "
+                "The workbook is unchanged"
+            )
+        placed, vanished = place_updates(now.keys, updates)
+        for sheet_row, update in placed:
+            row = cells[sheet_row]
+            for col_name, text in update.values.items():
+                row[status_cols[col_name]] = safe_text(text)
+        merged = _merged_targets(now.merged, cells, set(status_cols.values()))
+        if merged:
+            raise SourceError(
+                f"{where}: cannot write the status into merged cells ({', '.join(merged[:5])}); "
+                "unmerge the status columns and run again to write the statuses. The workbook "
+                "is unchanged"
+            )
+        style_from = min(new) - 1 if new and min(new) > 0 else None
+        patch = SheetPatch(dict(cells), self.header_row, style_from, frozenset(new))
+        return _Plan(patch, placed, list(vanished))
+
+    def _write_with_openpyxl(self, name: str, plan: _Plan) -> None:
+        """The slow path: load the whole workbook with openpyxl, set the cells, save."""
+        with _reading(self.path):
+            book = openpyxl.load_workbook(self.path, rich_text=True)
+        ws = book[name]
+        patch = plan.patch
+        left = None
+        if patch.style_from is not None:
+            left = ws.cell(row=patch.header_row, column=patch.style_from + 1)
+        for row, cols in patch.cells.items():
+            for col, text in cols.items():
+                cell = ws.cell(row=row, column=col + 1)
+                cell.value = cell_text(text)
+                cell.data_type = "s"  # never a formula, whatever the text
+                new_header = row == patch.header_row and col in patch.new_columns
+                if new_header and left is not None and left.has_style:
                     cell._style = copy(left._style)
-            out[name] = last
-            header.append(name)
-        return out
 
-    def _current_keys(self, ws: Any, key_cols: list[int]) -> Iterator[tuple[int, tuple[str, ...]]]:
-        lo, hi = min(key_cols), max(key_cols)
-        for r, cells in enumerate(
-            ws.iter_rows(
-                min_row=self.header_row + 1, min_col=lo + 1, max_col=hi + 1, values_only=True
-            ),
-            start=self.header_row + 1,
-        ):
-            yield r, tuple(key_part(cells[c - lo]) for c in key_cols)
+        def save(fh: IO[bytes]) -> None:
+            book.save(fh)
 
-    def _save(self, book: Any) -> None:
+        self._save(save)
+
+    def _save(self, write: Callable[[IO[bytes]], None]) -> None:
+        """Write the workbook to a temporary file beside it, then put it in its place."""
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{self.path.stem}.", suffix=".annobridge.xlsx", dir=self.path.parent
         )
-        os.close(fd)
         tmp = Path(tmp_name)
         try:
-            book.save(tmp)
+            with os.fdopen(fd, "w+b") as fh:
+                write(fh)
             shutil.copymode(self.path, tmp)
             os.replace(tmp, self.path)
         except OSError as exc:
@@ -227,3 +486,49 @@ class ExcelSource:
             ) from exc
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _merged_ranges(ranges: Sequence[Any]) -> list[tuple[int, int, int, int]]:
+    return [(r0, c0, r1, c1) for (r0, c0), (r1, c1) in ranges]
+
+
+def _last_used(grid: Sequence[Sequence[Any]], merged: list[tuple[int, int, int, int]]) -> int:
+    last = -1
+    for cells in grid:
+        for j in range(len(cells) - 1, last, -1):
+            if cells[j] != "":
+                last = j
+                break
+    return max([last] + [c1 for _, _, _, c1 in merged])
+
+
+def _merged_targets(
+    merged: list[tuple[int, int, int, int]],
+    cells: Mapping[int, Mapping[int, str]],
+    columns: set[int],
+) -> list[str]:
+    """The cells to write that a merged range covers (all but its top-left cell)."""
+    hits: list[tuple[int, int]] = []
+    for r0, c0, r1, c1 in merged:
+        cols = [c for c in columns if c0 <= c <= c1]
+        if not cols:
+            continue
+        for r in range(r0, r1 + 1):
+            row = cells.get(r + 1)
+            if row:
+                hits.extend((r, c) for c in cols if c in row and (r, c) != (r0, c0))
+    return [f"{column_letter(c)}{r + 1}" for r, c in sorted(hits)]
+
+
+def _merged_header_hint(merged: list[Any], header_row: int) -> str:
+    spans = [
+        f"{column_letter(c0)}{r0 + 1}:{column_letter(c1)}{r1 + 1}"
+        for r0, c0, r1, c1 in _merged_ranges(merged)
+        if r0 <= header_row - 1 <= r1 and c1 > c0
+    ]
+    if not spans:
+        return ""
+    return (
+        f"Header cells {', '.join(spans[:5])} are merged, so only the first column of each has "
+        "a name: unmerge them and give each column its own name"
+    )

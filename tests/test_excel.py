@@ -1,0 +1,696 @@
+"""Excel source: typed reads, the errors a workbook can cause, and a write-back that changes
+nothing but the status columns."""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from openpyxl.comments import Comment
+from openpyxl.formatting.rule import CellIsRule
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.workbook.defined_name import DefinedName
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from bridge.errors import EXIT_UNAVAILABLE, EXIT_USAGE, SourceError, SourceUnavailable
+from bridge.records import FORMULA_TRIGGERS, Row, StatusColumns, StatusUpdate
+from bridge.sources.excel import ExcelSource
+from tests.builders import HEADER, SPAN, make_book, read_spec, sheet_values, span, update
+
+STATUS_NAMES = StatusColumns().names()
+
+
+def read(path: Path, worksheet: str | None = None, header_row: int = 1, **spec: Any) -> list[Row]:
+    return ExcelSource(path, worksheet, header_row).read(read_spec(**spec))
+
+
+def source_error(path: Path, worksheet: str | None = None, header_row: int = 1, **spec: Any) -> str:
+    with pytest.raises(SourceError) as info:
+        read(path, worksheet, header_row, **spec)
+    assert info.value.exit_code == EXIT_USAGE
+    return str(info.value)
+
+
+# --- typed reads ----------------------------------------------------------------------------
+
+
+def test_reads_typed_values(tmp_path: Path) -> None:
+    path = tmp_path / "labels.xlsx"
+    header = ["span_id", "label", "score", "when", "ok", "count"]
+    make_book(
+        path,
+        [
+            [SPAN, "correct", 0.75, datetime(2024, 5, 1), True, 3],
+            ["00123", "  padded  ", 1, datetime(2024, 5, 2, 13, 30), False, None],
+        ],
+        header=header,
+    )
+    wb = openpyxl.load_workbook(path)
+    wb.active["A4"] = "8085807e40000000"  # looks like a float in exponent notation: stays text
+    wb.active["A4"].number_format = "@"
+    wb.active["B4"] = "x"
+    wb.save(path)
+    rows = read(path, columns=header, key_columns=["span_id"])
+    assert [r.values for r in rows] == [
+        {
+            "span_id": SPAN,
+            "label": "correct",
+            "score": 0.75,
+            "when": date(2024, 5, 1),
+            "ok": True,
+            "count": 3.0,
+        },
+        {
+            "span_id": "00123",
+            "label": "  padded  ",
+            "score": 1.0,
+            "when": datetime(2024, 5, 2, 13, 30),
+            "ok": False,
+            "count": "",
+        },
+        {
+            "span_id": "8085807e40000000",
+            "label": "x",
+            "score": "",
+            "when": "",
+            "ok": "",
+            "count": "",
+        },
+    ]
+    assert isinstance(rows[0].values["ok"], bool)
+    assert [r.sheet_row for r in rows] == [2, 3, 4]
+    assert [r.key for r in rows] == [(SPAN,), ("00123",), ("8085807e40000000",)]
+
+
+def test_first_sheet_by_default_or_the_named_one(tmp_path: Path) -> None:
+    path = tmp_path / "labels.xlsx"
+    make_book(path, [[SPAN, "a"]], sheet="Week 1", other_sheets=["Week 2"])
+    wb = openpyxl.load_workbook(path)
+    for r in (HEADER, [span(2), "b"]):
+        wb["Week 2"].append(r)
+    wb["Week 2"].delete_rows(1)  # the builder's placeholder cell
+    wb.save(path)
+    first = ExcelSource(path)
+    assert first.label == "labels.xlsx"
+    assert [r.values["label"] for r in first.read(read_spec())] == ["a"]
+    assert first.label == "labels.xlsx/Week 1"
+    second = ExcelSource(path, "Week 2")
+    assert [r.values["label"] for r in second.read(read_spec())] == ["b"]
+    assert second.label == "labels.xlsx/Week 2"
+
+
+@pytest.mark.parametrize(
+    ("asked", "hint"),
+    [
+        ("labels", " (did you mean 'Labels'?)"),
+        (" Labels ", " (did you mean 'Labels'?)"),
+        ("Lables", " (did you mean 'Labels'?)"),
+        ("Summary", ""),
+    ],
+)
+def test_missing_worksheet_lists_the_sheets_and_suggests_a_near_one(
+    tmp_path: Path, asked: str, hint: str
+) -> None:
+    path = make_book(tmp_path / "labels.xlsx", [], other_sheets=["Notes", "Archive 2023"])
+    assert source_error(path, asked) == (
+        f"{path}: no worksheet '{asked}'{hint}. Worksheets: 'Labels', 'Notes', 'Archive 2023'. "
+        "Fix source.worksheet in the mapping"
+    )
+
+
+def test_header_on_another_row(tmp_path: Path) -> None:
+    path = make_book(
+        tmp_path / "labels.xlsx",
+        [[SPAN, "a"], [], [span(2), "b"]],
+        before=[["Week 12 labels, do not sort the header"], []],
+    )
+    rows = read(path, header_row=3)
+    assert [(r.sheet_row, r.values["label"]) for r in rows] == [(4, "a"), (6, "b")]
+    assert source_error(path) == (
+        "labels.xlsx, worksheet 'Labels': columns 'span_id', 'label', 'score', 'explanation', "
+        "'annotator' not found in header row 1; columns found: 'Week 12 labels, do not sort the "
+        "header'. Fix the column names in the mapping, or set header_row if the header is on "
+        "another row"
+    )
+    assert source_error(path, header_row=2) == (
+        "labels.xlsx, worksheet 'Labels': header row 2 is empty; the sheet needs a header row "
+        "with the column names of the mapping (or set header_row)"
+    )
+
+
+def test_header_names_are_matched_after_trimming_spaces(tmp_path: Path) -> None:
+    header = ["  span_id", "label ", " score ", "explanation", "annotator\u00a0"]
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "a", 1, "e", "ann"]], header=header)
+    (row,) = read(path)
+    assert row.values == {
+        "span_id": SPAN,
+        "label": "a",
+        "score": 1.0,
+        "explanation": "e",
+        "annotator": "ann",
+    }
+
+
+def test_missing_column_lists_the_columns_found(tmp_path: Path) -> None:
+    path = make_book(tmp_path / "labels.xlsx", [], header=["span_id", "Label", "score", "notes"])
+    assert source_error(path, columns=["span_id", "label", "score"], key_columns=["span_id"]) == (
+        "labels.xlsx, worksheet 'Labels': column 'label' not found in header row 1; columns "
+        "found: 'span_id', 'Label', 'score', 'notes'. Did you mean 'label' -> 'Label'? Fix the "
+        "column names in the mapping, or set header_row if the header is on another row"
+    )
+
+
+def test_duplicated_header_name_of_a_used_column(tmp_path: Path) -> None:
+    path = make_book(tmp_path / "labels.xlsx", [], header=[*HEADER, "notes", "label"])
+    assert source_error(path) == (
+        "labels.xlsx, worksheet 'Labels': column 'label' appears twice in header row 1 (columns "
+        "B and G); rename one of them"
+    )
+
+
+def test_duplicated_header_of_an_unused_column_is_fine(tmp_path: Path) -> None:
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "a"]], header=[*HEADER, "notes", "notes"])
+    assert len(read(path)) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        (
+            "labels.xls",
+            b"\xd0\xcf\x11\xe0",
+            "this is an old Excel 97-2003 workbook, not an .xlsx "
+            "workbook; save it as an Excel Workbook (.xlsx)",
+        ),
+        (
+            "labels.ods",
+            b"PK\x03\x04",
+            "this is an OpenDocument spreadsheet, not an .xlsx "
+            "workbook; save it as an Excel Workbook (.xlsx)",
+        ),
+        (
+            "labels.CSV",
+            b"span_id,label\n",
+            "this is a CSV file, not an .xlsx workbook; set "
+            "source.type: csv in the mapping, or save it as an Excel Workbook (.xlsx)",
+        ),
+        (
+            "labels.xlsx",
+            b"span_id,label\nabc,x\n",
+            "not an .xlsx workbook (an .xlsx file is a zip "
+            "archive); save it as an Excel Workbook (.xlsx)",
+        ),
+        ("labels.xlsx", b"", "the file is empty (0 bytes), not a workbook"),
+    ],
+    ids=["xls", "ods", "csv", "text-renamed", "zero-bytes"],
+)
+def test_not_an_xlsx(tmp_path: Path, name: str, content: bytes, expected: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert source_error(path) == f"{path}: {expected}"
+
+
+def test_a_zip_that_is_not_a_workbook(tmp_path: Path) -> None:
+    path = tmp_path / "labels.xlsx"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("notes.txt", "hello")
+    message = source_error(path)
+    assert message.startswith(f"{path}: not a readable .xlsx workbook (")
+    assert message.endswith("); open it in Excel and save it as an Excel Workbook (.xlsx)")
+
+
+def test_a_truncated_workbook(tmp_path: Path) -> None:
+    good = make_book(tmp_path / "good.xlsx", [[SPAN, "a"]])
+    path = tmp_path / "labels.xlsx"
+    path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert source_error(path) == (
+        f"{path}: not an .xlsx workbook (an .xlsx file is a zip archive); save it as an Excel "
+        "Workbook (.xlsx)"
+    )
+
+
+def test_missing_workbook_and_folder(tmp_path: Path) -> None:
+    assert source_error(tmp_path / "nope.xlsx") == (
+        f"{tmp_path / 'nope.xlsx'}: no such workbook; check source.path in the mapping"
+    )
+    folder = tmp_path / "labels.xlsx"
+    folder.mkdir()
+    assert source_error(folder) == (
+        f"{folder}: is a folder, not a workbook; set source.path to the .xlsx file"
+    )
+
+
+def test_empty_sheet(tmp_path: Path) -> None:
+    path = make_book(tmp_path / "labels.xlsx", [], header=None)
+    assert source_error(path) == (
+        "labels.xlsx, worksheet 'Labels': the worksheet is empty; it needs a header row and rows"
+    )
+
+
+def test_header_only_has_no_rows(tmp_path: Path) -> None:
+    assert read(make_book(tmp_path / "labels.xlsx", [])) == []
+
+
+def test_blank_rows_are_ignored_and_rows_keep_their_sheet_numbers(tmp_path: Path) -> None:
+    path = make_book(
+        tmp_path / "labels.xlsx",
+        [[SPAN, "a"], [], [None, "  ", None, ""], [span(2), None, 0.5], [], []],
+    )
+    wb = openpyxl.load_workbook(path)
+    wb.active["H3"] = "a note outside the mapped columns"  # still a blank row for us
+    wb.active["A20"] = span(3)
+    wb.save(path)
+    rows = read(path)
+    assert [(r.sheet_row, r.key[0]) for r in rows] == [(2, SPAN), (5, span(2)), (20, span(3))]
+
+
+def test_status_columns_are_read_back(tmp_path: Path) -> None:
+    header = [*HEADER, "sync_status", "sync_hash"]
+    path = make_book(
+        tmp_path / "labels.xlsx", [[SPAN, "a", None, None, None, "synced", "ab12"]], header=header
+    )
+    (row,) = read(path)
+    assert row.status == {"sync_status": "synced", "sync_hash": "ab12"}
+
+
+# --- write-back: only the status columns change ---------------------------------------------
+
+
+def rich_book(path: Path) -> Path:
+    """A workbook the way SMEs keep one: a title, styles, validation, formulas, comments..."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Labels"
+    ws["A1"] = "Week 12: label every answer"
+    ws.merge_cells("A1:E1")
+    ws["A1"].font = Font(size=14, bold=True)
+    ws.append([*HEADER, "chars"])  # header on row 2
+    for cell in ws[2]:
+        cell.font = Font(bold=True, color="FFFFFFFF")
+        cell.fill = PatternFill("solid", fgColor="FF305496")
+    for n in range(1, 7):
+        ws.append(
+            [span(n), "correct", n / 10, f"answer {n} is fine", f"ann{n % 2}", f"=LEN(D{n + 2})"]
+        )
+    for r in range(3, 9):
+        ws[f"C{r}"].number_format = "0.00%"
+        ws[f"D{r}"].alignment = Alignment(wrap_text=True)
+    ws["B4"].comment = Comment("was 'incorrect' before review", "lead")
+    ws["D5"].hyperlink = "https://example.com/trace/5"
+    ws["B6"].fill = PatternFill("solid", fgColor="FFFFC7CE")
+    dv = DataValidation(type="list", formula1='"correct,incorrect"', allow_blank=True)
+    ws.add_data_validation(dv)
+    dv.add("B3:B500")
+    ws.conditional_formatting.add(
+        "C3:C500",
+        CellIsRule(
+            operator="lessThan", formula=["0.2"], fill=PatternFill("solid", fgColor="FFFF0000")
+        ),
+    )
+    ws.column_dimensions["D"].width = 60
+    ws.row_dimensions[2].height = 30
+    ws.freeze_panes = "A3"
+    ws.auto_filter.ref = "A2:F8"
+    meta = wb.create_sheet("Meta")
+    meta["A1"] = "rows labelled"
+    meta["B1"] = "=COUNTA(Labels!B3:B500)"
+    meta["A2"] = datetime(2024, 5, 1)
+    meta["A2"].number_format = "yyyy-mm-dd"
+    meta.merge_cells("A4:C5")
+    wb.defined_names["labelled"] = DefinedName("labelled", attr_text="Labels!$B$3:$B$500")
+    wb.save(path)
+    return path
+
+
+def snapshot(path: Path, skip_header: dict[str, int] | None = None) -> dict[str, Any]:
+    """Everything about a workbook that an SME could see, except its status columns."""
+    wb = openpyxl.load_workbook(path)
+    out: dict[str, Any] = {"sheets": wb.sheetnames, "names": sorted(wb.defined_names)}
+    for ws in wb.worksheets:
+        skip: set[int] = set()
+        if skip_header and ws.title in skip_header:
+            row = skip_header[ws.title]
+            skip = {c.column for c in ws[row] if c.value in STATUS_NAMES}
+        cells = {}
+        for row_cells in ws.iter_rows():
+            for c in row_cells:
+                if c.column in skip or (c.value is None and not c.has_style):
+                    continue
+                cells[c.coordinate] = (
+                    c.value,
+                    c.data_type,
+                    c.number_format,
+                    c.font.b,
+                    c.font.sz,
+                    c.font.color.rgb if c.font.color is not None else None,
+                    c.fill.fill_type,
+                    c.fill.fgColor.rgb,
+                    c.alignment.wrap_text,
+                    c.comment.text if c.comment else None,
+                    c.hyperlink.target if c.hyperlink else None,
+                )
+        out[ws.title] = {
+            "cells": cells,
+            "merged": sorted(str(r) for r in ws.merged_cells.ranges),
+            "validation": [
+                (str(d.sqref), d.type, d.formula1) for d in ws.data_validations.dataValidation
+            ],
+            "conditional": sorted(str(r.sqref) for r in ws.conditional_formatting),
+            "widths": {k: d.width for k, d in ws.column_dimensions.items() if d.width},
+            "heights": {k: d.height for k, d in ws.row_dimensions.items() if d.height},
+            "freeze": ws.freeze_panes,
+            "filter": ws.auto_filter.ref,
+        }
+    return out
+
+
+def test_write_back_changes_nothing_but_the_status_columns(tmp_path: Path) -> None:
+    path = rich_book(tmp_path / "labels.xlsx")
+    before = snapshot(path)
+    source = ExcelSource(path, "Labels", header_row=2)
+    rows = source.read(read_spec())
+    assert len(rows) == 6
+    updates = [
+        update(
+            r,
+            "synced" if i % 2 else "invalid",
+            "" if i % 2 else "score 7 is above the maximum 1",
+            synced_at="2024-05-01T10:00:00Z",
+            sync_id=f"id-{i}",
+            sync_hash=f"h{i}",
+        )
+        for i, r in enumerate(rows)
+    ]
+    report = source.write_status(read_spec(), updates)
+    assert (report.written, report.vanished, report.moved) == (6, [], 0)
+    assert snapshot(path, {"Labels": 2}) == before
+
+    values = sheet_values(path, "Labels")
+    assert values[1] == [*HEADER, "chars", *STATUS_NAMES]  # status columns created, in order
+    assert values[2][6:] == [
+        "invalid",
+        "2024-05-01T10:00:00Z",
+        "score 7 is above the maximum 1",
+        "id-0",
+        "h0",
+    ]
+    assert values[3][6:] == ["synced", "2024-05-01T10:00:00Z", None, "id-1", "h1"]
+    # the new header cells look like the header
+    ws = openpyxl.load_workbook(path)["Labels"]
+    assert ws["G2"].font.b and ws["K2"].fill.fgColor.rgb == "FF305496"
+    # and the workbook reads back with the statuses
+    assert [r.status["sync_status"] for r in source.read(read_spec())] == [
+        "invalid",
+        "synced",
+        "invalid",
+        "synced",
+        "invalid",
+        "synced",
+    ]
+
+
+def test_existing_status_columns_are_reused(tmp_path: Path) -> None:
+    header = ["span_id", "label", "sync_status", "notes", " sync_message "]
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "a", "failed", "n", "old"]], header=header)
+    source = ExcelSource(path)
+    rows = source.read(read_spec(columns=["span_id", "label"], key_columns=["span_id"]))
+    assert rows[0].status == {"sync_status": "failed", "sync_message": "old"}
+    source.write_status(read_spec(key_columns=["span_id"]), [update(rows[0], "synced", "")])
+    assert sheet_values(path) == [
+        [
+            "span_id",
+            "label",
+            "sync_status",
+            "notes",
+            " sync_message ",
+            "synced_at",
+            "sync_id",
+            "sync_hash",
+        ],
+        [SPAN, "a", "synced", "n", None, None, None, None],
+    ]
+
+
+def test_repeated_status_header_uses_the_first_one_as_reads_do(tmp_path: Path) -> None:
+    header = ["span_id", "label", "sync_status", "sync_status"]
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "a", "failed", "x"]], header=header)
+    source = ExcelSource(path)
+    (row,) = source.read(read_spec(key_columns=["span_id"], columns=["span_id", "label"]))
+    assert row.status["sync_status"] == "failed"
+    source.write_status(read_spec(key_columns=["span_id"]), [update(row, "synced")])
+    assert sheet_values(path)[1][:4] == [SPAN, "a", "synced", "x"]
+
+
+def test_new_status_columns_go_right_of_every_used_column(tmp_path: Path) -> None:
+    # column D has data but no header, E:F hold a merged note: neither may become a status column
+    path = make_book(
+        tmp_path / "labels.xlsx", [[SPAN, "a"], [span(2), "b"]], header=["span_id", "label"]
+    )
+    wb = openpyxl.load_workbook(path)
+    wb.active["D2"] = '=B2&"!"'
+    wb.active["E3"] = "merged note"
+    wb.active.merge_cells("E3:F3")
+    wb.save(path)
+    before = snapshot(path)
+    source = ExcelSource(path)
+    rows = source.read(read_spec(columns=["span_id", "label"], key_columns=["span_id"]))
+    source.write_status(read_spec(key_columns=["span_id"]), [update(r, "synced") for r in rows])
+    assert snapshot(path, {"Labels": 1}) == before
+    assert sheet_values(path)[0] == ["span_id", "label", None, None, None, None, *STATUS_NAMES]
+
+
+def test_status_cells_that_are_merged_stop_the_write_and_leave_the_file_alone(
+    tmp_path: Path,
+) -> None:
+    header = ["span_id", "label", "sync_status"]
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "a"], [span(2), "b"]], header=header)
+    wb = openpyxl.load_workbook(path)
+    wb.active.merge_cells("C2:C3")
+    wb.save(path)
+    content = path.read_bytes()
+    source = ExcelSource(path)
+    rows = source.read(read_spec(columns=["span_id", "label"], key_columns=["span_id"]))
+    with pytest.raises(SourceError) as info:
+        source.write_status(read_spec(key_columns=["span_id"]), [update(r) for r in rows])
+    assert str(info.value) == (
+        "labels.xlsx, worksheet 'Labels': cannot write the status into merged cells (C3); unmerge "
+        "the status columns and run again to write the statuses. The workbook is unchanged"
+    )
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '=HYPERLINK("http://evil.example","click")',
+        "+1 more",
+        "-5 is below",
+        "@SUM(A1)",
+        "\tindented",
+        "=1+1",
+    ],
+)
+def test_written_text_is_never_a_formula(tmp_path: Path, message: str) -> None:
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "a"]])
+    source = ExcelSource(path)
+    (row,) = source.read(read_spec())
+    source.write_status(read_spec(), [update(row, "rejected", message, sync_id=message)])
+    ws = openpyxl.load_workbook(path).active
+    written = [c for c in ws[2] if c.column > len(HEADER) and c.value is not None]
+    assert len(written) == 3
+    for cell in written:
+        assert cell.data_type == "s"
+        assert not str(cell.value).startswith(FORMULA_TRIGGERS)
+    assert ws["H2"].value == "'" + message  # kept in full, readable
+    with zipfile.ZipFile(path) as z:
+        xml = z.read("xl/worksheets/sheet1.xml").decode()
+    assert "<f>" not in xml and "<f " not in xml
+    # a value reader (what the next run uses) sees the text, not an empty formula result
+    (again,) = source.read(read_spec())
+    assert again.status["sync_message"] == "'" + message
+
+
+def test_status_header_and_values_are_written_as_text(tmp_path: Path) -> None:
+    status = StatusColumns(status="=state", message="+why")
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "a"]])
+    source = ExcelSource(path)
+    (row,) = source.read(read_spec(status=status))
+    source.write_status(
+        read_spec(status=status),
+        [StatusUpdate(row.sheet_row, row.key, 0, {"=state": "synced", "+why": "ok"})],
+    )
+    ws = openpyxl.load_workbook(path).active
+    assert [c.data_type for c in ws[1]] == ["s"] * 10
+    assert ws["F1"].value == "=state"  # a header we were told to use, stored as text
+
+
+# --- write-back: rows located by key --------------------------------------------------------
+
+
+def five_rows(tmp_path: Path) -> tuple[ExcelSource, list[Row]]:
+    path = make_book(
+        tmp_path / "labels.xlsx", [[span(n), f"label {n}", None, None, "ann"] for n in range(1, 6)]
+    )
+    source = ExcelSource(path)
+    return source, source.read(read_spec())
+
+
+def statuses(path: Path) -> dict[str, Any]:
+    """{span id: sync_message} as the sheet is now."""
+    rows = sheet_values(path)
+    at = rows[0].index("sync_message")
+    return {r[0]: r[at] for r in rows[1:] if r[0] is not None}
+
+
+def mark(rows: list[Row]) -> list[StatusUpdate]:
+    """One update per row whose message names the row's own id."""
+    return [update(r, "synced", f"for {r.key[0]}") for r in rows]
+
+
+def rewrite(path: Path, change: Any) -> None:
+    wb = openpyxl.load_workbook(path)
+    change(wb.active)
+    wb.save(path)
+
+
+def test_statuses_follow_their_rows_after_a_sort(tmp_path: Path) -> None:
+    source, rows = five_rows(tmp_path)
+
+    def sort_descending(ws: Any) -> None:
+        data = sorted(([c.value for c in r] for r in ws.iter_rows(min_row=2)), reverse=True)
+        for i, values in enumerate(data, start=2):
+            for j, v in enumerate(values, start=1):
+                ws.cell(row=i, column=j, value=v)
+
+    rewrite(source.path, sort_descending)
+    report = source.write_status(read_spec(), mark(rows))
+    assert (report.written, report.vanished, report.moved) == (5, [], 4)
+    assert statuses(source.path) == {span(n): f"for {span(n)}" for n in range(1, 6)}
+    assert [r[0] for r in sheet_values(source.path)[1:]] == [span(n) for n in range(5, 0, -1)]
+
+
+def test_statuses_follow_their_rows_after_an_insert(tmp_path: Path) -> None:
+    source, rows = five_rows(tmp_path)
+
+    def insert(ws: Any) -> None:
+        ws.insert_rows(3)
+        ws["A3"] = span(99)
+        ws["B3"] = "added meanwhile"
+
+    rewrite(source.path, insert)
+    report = source.write_status(read_spec(), mark(rows))
+    assert (report.written, report.moved) == (5, 4)
+    assert statuses(source.path) == {
+        **{span(n): f"for {span(n)}" for n in range(1, 6)},
+        span(99): None,
+    }
+
+
+def test_a_deleted_row_is_reported_and_never_written_elsewhere(tmp_path: Path) -> None:
+    source, rows = five_rows(tmp_path)
+    rewrite(source.path, lambda ws: ws.delete_rows(4))  # span(3)
+    report = source.write_status(read_spec(), mark(rows))
+    assert report.written == 4
+    assert report.vanished == [mark(rows)[2]]
+    now = statuses(source.path)
+    assert span(3) not in now
+    assert now == {span(n): f"for {span(n)}" for n in (1, 2, 4, 5)}
+    assert f"for {span(3)}" not in str(sheet_values(source.path))
+
+
+def test_rows_sharing_a_key_keep_their_order(tmp_path: Path) -> None:
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "first"], [SPAN, "second"]])
+    source = ExcelSource(path)
+    rows = source.read(read_spec())
+    assert [r.occurrence for r in rows] == [0, 1]
+    rewrite(path, lambda ws: ws.insert_rows(2))
+    source.write_status(read_spec(), [update(r, "invalid", r.values["label"]) for r in rows])
+    assert [(r[1], r[7]) for r in sheet_values(path)[2:]] == [
+        ("first", "first"),
+        ("second", "second"),
+    ]
+
+
+def test_nothing_to_write_leaves_the_file_untouched(tmp_path: Path) -> None:
+    source, _ = five_rows(tmp_path)
+    content = source.path.read_bytes()
+    assert source.write_status(read_spec(), []).written == 0
+    assert source.path.read_bytes() == content
+
+
+def test_key_column_gone_at_write_time(tmp_path: Path) -> None:
+    source, rows = five_rows(tmp_path)
+    content = source.path.read_bytes()
+    rewrite(source.path, lambda ws: ws.delete_cols(5))  # the annotator column
+    content = source.path.read_bytes()
+    with pytest.raises(SourceError, match="column 'annotator' not found in header row 1"):
+        source.write_status(read_spec(), mark(rows))
+    assert source.path.read_bytes() == content
+
+
+# --- saving ---------------------------------------------------------------------------------
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    source, rows = five_rows(tmp_path)
+    os.chmod(source.path, 0o640)
+    inode = source.path.stat().st_ino
+    source.write_status(read_spec(), mark(rows))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.xlsx"]
+    assert source.path.stat().st_ino != inode  # replaced by a new file, not rewritten in place
+    assert source.path.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_failed_save_leaves_the_workbook_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, rows = five_rows(tmp_path)
+    content = source.path.read_bytes()
+
+    def refuse(src: Any, dst: Any) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(SourceUnavailable) as info:
+        source.write_status(read_spec(), mark(rows))
+    assert str(info.value) == (
+        f"{source.path}: could not save the status columns (Permission denied); the workbook is "
+        "unchanged. The annotations were sent: run again to write the statuses"
+    )
+    assert info.value.exit_code == EXIT_UNAVAILABLE
+    assert source.path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.xlsx"]
+
+
+# --- check_writable -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lock", ["~$labels.xlsx", ".~lock.labels.xlsx#"])
+def test_open_in_excel_or_libreoffice(tmp_path: Path, lock: str) -> None:
+    source, _ = five_rows(tmp_path)
+    source.check_writable()
+    (tmp_path / lock).write_bytes(b"owner")
+    with pytest.raises(SourceUnavailable) as info:
+        source.check_writable()
+    assert str(info.value) == (
+        f"{source.path}: the workbook is open in Excel or LibreOffice (lock file {lock}); close "
+        "it and run again (if no program has it open, delete the lock file). Nothing was sent"
+    )
+
+
+def test_read_only_workbook(tmp_path: Path) -> None:
+    source, _ = five_rows(tmp_path)
+    os.chmod(source.path, 0o444)
+    with pytest.raises(SourceUnavailable) as info:
+        source.check_writable()
+    assert str(info.value) == (
+        f"{source.path}: the workbook is read-only; make it writable (the status columns are "
+        "written back into it). Nothing was sent"
+    )
+    assert re.search(r"Nothing was sent$", str(info.value))
