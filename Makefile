@@ -9,7 +9,7 @@ SERVERS := .cache/servers
 PHOENIX_VENV := $(SERVERS)/phoenix
 PHOENIX_PIN := arize-phoenix==20.26.1 arize-phoenix-otel==0.17.2 arize-phoenix-client==3.5.0
 MLFLOW_VENV := $(SERVERS)/mlflow
-MLFLOW_PIN := mlflow==3.17.2
+MLFLOW_PIN := 'mlflow[auth]==3.17.2'
 PIP_QUIET := --quiet --disable-pip-version-check
 export ANNOBRIDGE_PHOENIX_PYTHON := $(abspath $(PHOENIX_VENV))/bin/python
 export ANNOBRIDGE_MLFLOW_PYTHON := $(abspath $(MLFLOW_VENV))/bin/python
@@ -34,7 +34,7 @@ $(PHOENIX_VENV)/.installed:
 $(MLFLOW_VENV)/.installed:
 	$(PYTHON) -m venv $(MLFLOW_VENV)
 	$(MLFLOW_VENV)/bin/pip install $(PIP_QUIET) $(MLFLOW_PIN) 2>&1 | grep -v '^WARNING: Location' || true
-	$(MLFLOW_VENV)/bin/python -c "import mlflow"
+	$(MLFLOW_VENV)/bin/python -c "import mlflow, flask_wtf"
 	touch $@
 
 lint: install
@@ -51,7 +51,7 @@ test: install servers lint
 	$(BIN)/pytest
 
 unit: install
-	$(BIN)/pytest -m "not phoenix"
+	$(BIN)/pytest -m "not phoenix and not mlflow"
 
 # Start a local Phoenix, seed traces, sync the example workbook, show the result.
 demo: install $(PHOENIX_VENV)/.installed
@@ -61,12 +61,14 @@ demo-stop:
 	$(BIN)/python examples/demo.py --stop
 
 # Re-record the vcrpy cassettes against a fresh local Phoenix.
-cassettes: install $(PHOENIX_VENV)/.installed
+cassettes: install servers
 	ANNOBRIDGE_RECORD=1 $(BIN)/pytest -q tests/test_phoenix_recorded.py
+	ANNOBRIDGE_RECORD=1 $(BIN)/pytest -q tests/test_mlflow_recorded.py
 	ANNOBRIDGE_RECORD=1 $(BIN)/pytest -q tests/test_arize_recorded.py tests/test_log10_recorded.py
 
 bench: install servers
 	$(BIN)/python benchmarks/phoenix_throughput.py
+	$(BIN)/python benchmarks/mlflow_throughput.py
 	$(BIN)/python benchmarks/gsheets_requests.py
 
 clean:

@@ -177,18 +177,28 @@ def main() -> None:
             loop_s: list[float] = []
             ours_s: list[float] = []
             ours_inner: list[float] = []
+            loads: list[float] = []
             for r in range(args.repeat):
-                labels = labels_for(traces, f"bench_loop_{r}")
-                loop_s.append(run_loop(server, labels, work))
-                assert landed(server, experiment_id, f"bench_loop_{r}") == len(traces)
-                labels = labels_for(traces, f"bench_annobridge_{r}")
-                seconds, summary = run_annobridge(server, labels, work, experiment)
-                ours_s.append(seconds)
-                ours_inner.append(float(summary["seconds"]))
-                assert landed(server, experiment_id, f"bench_annobridge_{r}") == len(traces)
+
+                def loop(r: int = r) -> None:
+                    labels = labels_for(traces, f"bench_loop_{r}")
+                    loop_s.append(run_loop(server, labels, work))
+                    assert landed(server, experiment_id, f"bench_loop_{r}") == len(traces)
+
+                def ours(r: int = r) -> None:
+                    labels = labels_for(traces, f"bench_annobridge_{r}")
+                    seconds, summary = run_annobridge(server, labels, work, experiment)
+                    ours_s.append(seconds)
+                    ours_inner.append(float(summary["seconds"]))
+                    assert landed(server, experiment_id, f"bench_annobridge_{r}") == len(traces)
+
+                for step in (loop, ours) if r % 2 == 0 else (ours, loop):  # alternate the order
+                    step()
+                loads.append(os.getloadavg()[0])
                 print(
                     f"run {r + 1}/{args.repeat}: log_feedback loop {loop_s[-1]:.1f}s, "
-                    f"annobridge {ours_s[-1]:.1f}s (sync itself {ours_inner[-1]:.1f}s)",
+                    f"annobridge {ours_s[-1]:.1f}s (sync itself {ours_inner[-1]:.1f}s); "
+                    f"load average {loads[-1]:.1f}",
                     flush=True,
                 )
         finally:
@@ -200,7 +210,10 @@ def main() -> None:
         ("annobridge sync, whole process", ours_m, loop_m / ours_m),
         ("annobridge sync, pipeline only", inner_m, loop_m / inner_m),
     ]
-    print(f"\n{n} labels, MLflow 3.17.2 server with default settings, medians of {args.repeat}")
+    print(
+        f"\n{n} labels, MLflow 3.17.2 server with default settings, medians of {args.repeat} "
+        f"(1-min load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cpus)"
+    )
     print("| client | seconds | labels/s | vs loop |\n|---|---:|---:|---:|")
     for label, seconds, ratio in rows:
         print(f"| {label} | {seconds:.1f} | {n / seconds:.0f} | {ratio:.1f}x |")
@@ -216,6 +229,7 @@ def main() -> None:
                 "annobridge_process_s": ours_s,
                 "annobridge_pipeline_s": ours_inner,
                 "ratio_median": loop_m / ours_m,
+                "load_average_1min": loads,
             },
             indent=1,
         )

@@ -18,9 +18,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bridge import __version__
-from bridge.errors import EXIT_OK, BridgeError
-from bridge.mapping import load_mapping
+from bridge import __version__, platform_rules
+from bridge.errors import EXIT_OK, EXIT_ROWS_FAILED, BridgeError
+from bridge.export import ExportResult, parse_time
+from bridge.export import export as run_export
+from bridge.mapping import Mapping, load_mapping
 from bridge.pipeline import PENDING, UNCHANGED, OnProgress, SyncResult, run, run_all
 from bridge.scaffold import init_gsheet_project, init_project
 
@@ -216,6 +218,15 @@ def sync(
     ] = None,
     quiet: QuietOpt = False,
     log_format: LogFormatOpt = None,
+    rules_from_platform: Annotated[
+        bool,
+        typer.Option(
+            "--rules-from-platform",
+            help="Validate against the platform's own annotation configs (Phoenix), label "
+            "schemas (MLflow) or task schema (log10) instead of the mapping's rules; a "
+            "difference is shown as a diff on stderr.",
+        ),
+    ] = False,
 ) -> None:
     """Validate the sheet, send new and edited labels, and write each row's status back.
 
@@ -237,15 +248,18 @@ def sync(
         annobridge sync mappings/phoenix-excel.yaml --dry-run
         annobridge sync mappings/phoenix-excel.yaml --json
         annobridge sync mappings/ --quiet --log-format json
+        annobridge sync mappings/phoenix-excel.yaml --rules-from-platform
     """
     _configure_logging(log_format)
+    prepare = _platform_rules(quiet) if rules_from_platform else None
     single = len(mappings) == 1 and not mappings[0].is_dir()
     show_bar = sys.stdout.isatty() and not as_json and not quiet and not dry_run
     with _stop_on_signals() as stop, _progress_bar(show_bar) as on_progress:
         if single:
             with _errors(as_json):
+                loaded = load_mapping(mappings[0])
                 result = run(
-                    load_mapping(mappings[0]),
+                    prepare(loaded) if prepare else loaded,
                     dry_run=dry_run,
                     limit=limit,
                     on_progress=on_progress,
@@ -255,7 +269,12 @@ def sync(
             raise typer.Exit(result.exit_code)
         with _errors(as_json):
             jobs = run_all(
-                mappings, stop=stop, dry_run=dry_run, limit=limit, on_progress=on_progress
+                mappings,
+                stop=stop,
+                prepare=prepare,
+                dry_run=dry_run,
+                limit=limit,
+                on_progress=on_progress,
             )
     code = max((j.exit_code for j in jobs), default=EXIT_OK)
     if as_json:
@@ -355,6 +374,218 @@ def init(
         f"'annobridge sync {written[0]} --dry-run'"
     )
     raise typer.Exit(EXIT_OK)
+
+
+def _platform_rules(quiet: bool) -> Any:
+    """For --rules-from-platform: the mapping with the platform's rules, the diff on stderr."""
+
+    def prepare(mapping: Mapping) -> Mapping:
+        found = platform_rules.compare(mapping)
+        if not quiet:
+            _print_rules_report(found, str(mapping.path or "the mapping"), err=True)
+        return found.mapping
+
+    return prepare
+
+
+def _print_rules_report(found: platform_rules.PlatformRules, where: str, err: bool) -> None:
+    for name in found.missing:
+        typer.echo(
+            f"{where}: the platform has no rules for '{name}'; the mapping's rules are used",
+            err=err,
+        )
+    if not found.changes:
+        if found.rules:
+            names = ", ".join(f"'{n}'" for n in found.rules)
+            typer.echo(f"{where}: the mapping's rules match the platform's ({names})", err=err)
+        return
+    typer.echo(
+        f"{where}: the platform's rules differ from the mapping's "
+        f"({'; '.join(r.origin for r in found.rules.values())}):",
+        err=err,
+    )
+    if found.diff:
+        typer.echo(found.diff.rstrip("\n"), err=err)
+    else:
+        for change in found.changes:
+            typer.echo(f"  {change.describe()}", err=err)
+
+
+@app.command("export")
+def export_command(
+    mapping: MappingArg,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only records that started at or after this time: 2025-03-01, "
+            "2025-03-01T12:00:00Z (no zone: UTC) or an age: 30m, 12h, 7d, 2w.",
+            show_default=False,
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", help="Only records that started before this time.", show_default=False
+        ),
+    ] = None,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            help="The platform's own filter, repeatable: Phoenix span attributes as key:value "
+            "(metadata.tier:gold); MLflow search expressions (tags.env = 'prod'), joined "
+            "with AND.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Append at most N rows.")
+    ] = None,
+    all_spans: Annotated[
+        bool,
+        typer.Option("--all-spans", help="Phoenix: every span, not only root spans."),
+    ] = False,
+    full_text: Annotated[
+        bool,
+        typer.Option(
+            "--full-text",
+            help="MLflow: the full request and response (one more request per 100 traces) "
+            "instead of MLflow's 1000-character previews.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write nothing; print the rows that would be added.")
+    ] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
+) -> None:
+    """Append the records that still need this annotation to the sheet, as rows to label.
+
+    Lists Phoenix root spans (or traces, with annotate: trace) or MLflow traces, oldest
+    first, skips every id already in the sheet and every record that already holds the
+    mapping's annotations (by the mapping's annotator kind, HUMAN by default), and appends
+    the rest below the last used row: id, input, output, start_time and a link to the
+    record in the platform's UI. Existing rows are never changed. Text longer than a cell
+    holds (Excel 32,767, Google Sheets 50,000 characters) is cut with a visible marker and
+    listed. The label column gets a dropdown from the rules and the score column a number
+    range.
+
+    Example:
+
+    \b
+        annobridge export mappings/phoenix-excel.yaml --since 7d --limit 200
+        annobridge export mappings/phoenix-excel.yaml --filter metadata.tier:gold --dry-run
+        annobridge export mappings/mlflow-excel.yaml --full-text --json
+    """
+    _configure_logging(log_format)
+    with _errors(as_json):
+        result = run_export(
+            load_mapping(mapping),
+            since=parse_time(since, "--since") if since else None,
+            until=parse_time(until, "--until") if until else None,
+            filters=filters or (),
+            limit=limit,
+            roots_only=not all_spans,
+            full_text=full_text,
+            dry_run=dry_run,
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    elif not quiet:
+        _print_export(result)
+    raise typer.Exit(result.exit_code)
+
+
+def _print_export(result: ExportResult) -> None:
+    platform = result.target.split("|")[0]
+    if result.dry_run:
+        for row in result.rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        typer.echo(f"dry run: would append {result.appended} rows; nothing written")
+    elif result.appended:
+        typer.echo(
+            f"exported {platform} -> {result.source}: {result.appended} new rows "
+            f"(rows {result.first_row}-{result.last_row})"
+        )
+    else:
+        typer.echo(f"exported {platform} -> {result.source}: nothing new to label")
+    skipped = []
+    if result.in_sheet:
+        skipped.append(f"{result.in_sheet} already in the sheet")
+    if result.annotated:
+        skipped.append(f"{result.annotated} already labelled on the platform")
+    if skipped:
+        typer.echo(f"  skipped: {', '.join(skipped)}")
+    if result.added_columns:
+        typer.echo(f"  header cells added: {', '.join(result.added_columns)}")
+    for cut in result.truncated[:MAX_ISSUES_SHOWN]:
+        typer.echo(
+            f"  cut: {cut.record_id} {cut.column} has {cut.length:,} characters, more than a "
+            "cell holds; the cell ends with a marker"
+        )
+    if len(result.truncated) > MAX_ISSUES_SHOWN:
+        typer.echo(f"  ... and {len(result.truncated) - MAX_ISSUES_SHOWN} more cells cut")
+    for rule in result.validations:
+        typer.echo(f"  {'would check' if result.dry_run else 'checks'}: {rule}")
+
+
+rules_app = typer.Typer(
+    name="rules",
+    help="The annotation rules the platform keeps: pull them into the mapping.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("pull")
+def rules_pull(
+    mapping: MappingArg,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the diff; write nothing.")
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Write nothing; exit 1 when the mapping differs from the platform."
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the platform's rules into the mapping: Phoenix annotation configs (CATEGORICAL
+    labels, CONTINUOUS bounds, FREEFORM), MLflow label schemas, or the log10 task's JSON
+    schema. Only labels, score_min and score_max change, in place; the diff is printed.
+
+    Example:
+
+    \b
+        annobridge rules pull mappings/phoenix-excel.yaml --dry-run
+        annobridge rules pull mappings/phoenix-excel.yaml
+        annobridge rules pull mappings/phoenix-excel.yaml --check
+    """
+    with _errors(as_json):
+        found = platform_rules.pull(load_mapping(mapping), dry_run=dry_run or check)
+    code = EXIT_ROWS_FAILED if check and found.changes else EXIT_OK
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    **found.to_json(),
+                    "written": bool(found.changes) and not (dry_run or check),
+                    "exit_code": code,
+                },
+                ensure_ascii=False,
+            )
+        )
+        raise typer.Exit(code)
+    _print_rules_report(found, str(mapping), err=False)
+    if found.changes and not (dry_run or check):
+        typer.echo(f"wrote the platform's rules into {mapping}")
+    raise typer.Exit(code)
 
 
 def main() -> Any:

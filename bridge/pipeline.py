@@ -451,12 +451,18 @@ def mapping_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def run_all(
-    paths: Sequence[Path], *, stop: threading.Event | None = None, **kwargs: Any
+    paths: Sequence[Path],
+    *,
+    stop: threading.Event | None = None,
+    prepare: Callable[[Mapping], Mapping] | None = None,
+    **kwargs: Any,
 ) -> list[JobResult]:
     """Sync several mappings one after the other; one that fails does not stop the others.
 
     :param paths: mapping files or folders of them.
     :param stop: when set, the mapping in flight stops after its chunk and the rest are skipped.
+    :param prepare: called with each loaded mapping; its answer is synced instead (e.g. the
+        mapping with the platform's rules, see ``bridge.platform_rules``).
     :param kwargs: passed to ``run`` for each mapping.
     """
     results: list[JobResult] = []
@@ -465,7 +471,10 @@ def run_all(
             break
         job = JobResult(path)
         try:
-            job.result = run(load_mapping(path), stop=stop, **kwargs)
+            mapping = load_mapping(path)
+            if prepare is not None:
+                mapping = prepare(mapping)
+            job.result = run(mapping, stop=stop, **kwargs)
         except BridgeError as exc:
             log.error("%s: %s", path, exc)
             job.error = exc

@@ -21,6 +21,7 @@ from pandera.errors import SchemaErrors
 
 from bridge.mapping import AnnotationSpec, Rules
 from bridge.records import Annotation, Row
+from bridge.sources._table import CellError, gc_paused
 
 ID_PATTERNS: dict[str, tuple[str, str]] = {
     # kind: (regex, what it looks like, for the message)
@@ -129,11 +130,11 @@ class _Normalizer:
                 hint = ""
                 if re.fullmatch(r"-?\d+,\d+", text):
                     hint = f"; use a decimal point: {text.replace(',', '.')}"
-                return None, f"{col} '{text}' is not a number{hint}"
+                return None, f"{col} '{_shown(text)}' is not a number{hint}"
         elif isinstance(value, datetime | date):
             return None, f"{col} is a date ({value}), not a number; format the column as a number"
         else:
-            return None, f"{col} '{value}' is not a number"
+            return None, f"{col} '{_shown(value)}' is not a number"
         if math.isnan(number) or math.isinf(number):
             return None, f"{col} {str(value).strip()} is not a finite number; enter a number"
         return number + 0.0, None  # + 0.0 turns -0.0 into 0.0
@@ -142,7 +143,12 @@ class _Normalizer:
         col = self.spec.id_column
         if _is_blank(value):
             return None, f"{col} is empty; paste the {self.kind} id this label is about"
-        if isinstance(value, bool) or isinstance(value, int | float):
+        if isinstance(value, bool):
+            return None, (
+                f"{col} is {'TRUE' if value else 'FALSE'} (a yes/no cell), not a {self.kind} id; "
+                "paste the id"
+            )
+        if isinstance(value, int | float):
             return None, (
                 f"{col} is a number ({_num(value)}), not a {self.kind} id; format the column as "
                 "text and paste the id again"
@@ -167,6 +173,8 @@ class _Columns:
     present: list[bool] = field(default_factory=list)
     # a score was typed, even if it is not a number (that has its own message)
     score_given: list[bool] = field(default_factory=list)
+    # a mapped cell holds an error value (#N/A): that is the row's problem, not a missing label
+    has_error: list[bool] = field(default_factory=list)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -177,6 +185,7 @@ class _Columns:
                 "explanation": pd.Series(self.texts, dtype=object),
                 "present": pd.Series(self.present, dtype=bool),
                 "score_given": pd.Series(self.score_given, dtype=bool),
+                "has_error": pd.Series(self.has_error, dtype=bool),
             }
         )
 
@@ -188,14 +197,49 @@ def _normalise(
     out = _Columns()
     ids, labels, scores, texts = out.ids, out.labels, out.scores, out.texts
     annotators, present = out.annotators, out.present
+    score_given, has_error = out.score_given, out.has_error
+    id_col, ann_col = spec.id_column, spec.annotator_column
+    lbl_col, scr_col, txt_col = spec.label_column, spec.score_column, spec.explanation_column
+    canonical, fold = norm.canonical, norm.fold
+    finite = math.isfinite
     for i, row in enumerate(rows):
         v = row.values
-        raw_label = v.get(spec.label_column) if spec.label_column else None
-        raw_score = v.get(spec.score_column) if spec.score_column else None
-        raw_text = v.get(spec.explanation_column) if spec.explanation_column else None
+        raw_label = v.get(lbl_col) if lbl_col else None
+        raw_score = v.get(scr_col) if scr_col else None
+        raw_text = v.get(txt_col) if txt_col else None
+        raw_id = v.get(id_col)
+        raw_annotator = v.get(ann_col) if ann_col else None
+        # the usual row, done inline: text cells, a finite number (or nothing) as the score
+        if (
+            type(raw_id) is str
+            and (raw_label is None or type(raw_label) is str)
+            and (raw_score is None or (type(raw_score) is float and finite(raw_score)))
+            and (raw_text is None or type(raw_text) is str)
+            and (raw_annotator is None or type(raw_annotator) is str)
+        ):
+            clean_label = raw_label.strip() if raw_label is not None else ""
+            clean_text = raw_text.strip() if raw_text is not None else ""
+            clean_id = raw_id.strip()
+            if clean_id and (clean_label or clean_text or raw_score is not None):
+                present.append(True)
+                score_given.append(raw_score is not None)
+                has_error.append(False)
+                who = raw_annotator.strip() if raw_annotator is not None else ""
+                if not (clean_id + clean_label + clean_text + who).isprintable():
+                    found = [(id_col, clean_id), (lbl_col, clean_label), (txt_col, clean_text)]
+                    _controls([*found, (ann_col, who)], problems, i)
+                ids.append(clean_id)
+                labels.append(
+                    canonical.get(fold(clean_label), clean_label) if clean_label else None
+                )
+                scores.append(raw_score + 0.0 if raw_score is not None else None)
+                texts.append(clean_text or None)
+                annotators.append(who or spec.annotator)
+                continue
         has_data = not (_is_blank(raw_label) and _is_blank(raw_score) and _is_blank(raw_text))
         present.append(has_data)
-        out.score_given.append(not _is_blank(raw_score))
+        score_given.append(not _is_blank(raw_score))
+        has_error.append(False)
         if not has_data:
             ids.append(None)
             labels.append(None)
@@ -203,19 +247,55 @@ def _normalise(
             texts.append(None)
             annotators.append(None)
             continue
-        tid, p1 = norm.target_id(v.get(spec.id_column))
-        label, p2 = norm.label(raw_label)
-        score, p3 = norm.score(raw_score)
+        cells = {
+            id_col: raw_id,
+            lbl_col: raw_label,
+            scr_col: raw_score,
+            txt_col: raw_text,
+            ann_col: raw_annotator,
+        }
+        for col, raw in cells.items():
+            if col and isinstance(raw, CellError):
+                has_error[-1] = True
+                problems[i].append(
+                    f"{col} is the error {raw} in the sheet, not a value: fix the formula (or "
+                    "the cells it refers to) or type the value in"
+                )
+        if isinstance(raw_id, CellError):
+            tid, p1 = None, None
+        else:
+            tid, p1 = norm.target_id(raw_id)
+        label, p2 = norm.label(None if isinstance(raw_label, CellError) else raw_label)
+        score, p3 = norm.score(None if isinstance(raw_score, CellError) else raw_score)
+        text = _text(None if isinstance(raw_text, CellError) else raw_text)
+        annotator = _text(None if isinstance(raw_annotator, CellError) else raw_annotator)
         for p in (p1, p2, p3):
             if p:
                 problems[i].append(p)
+        _controls(
+            [(id_col, tid), (lbl_col, label), (txt_col, text), (ann_col, annotator)], problems, i
+        )
         ids.append(tid)
         labels.append(label)
         scores.append(score)
-        texts.append(_text(raw_text))
-        annotator = _text(v.get(spec.annotator_column)) if spec.annotator_column else None
+        texts.append(text)
         annotators.append(annotator or spec.annotator)
     return out
+
+
+def _controls(
+    found: Sequence[tuple[str | None, str | None]], problems: dict[int, list[str]], i: int
+) -> None:
+    """Report the control characters in a row's texts (cheap for the printable ones)."""
+    for col, value in found:
+        if not col or not value or value.isprintable():
+            continue
+        bad = _CONTROL.search(value)
+        if bad:
+            problems[i].append(
+                f"{col} holds an invisible control character ({_escape(bad[0])} at "
+                f"character {bad.start() + 1}); retype the text without it"
+            )
 
 
 def build_schema(spec: AnnotationSpec, kind: str) -> pa.DataFrameSchema:
@@ -242,7 +322,7 @@ def build_schema(spec: AnnotationSpec, kind: str) -> pa.DataFrameSchema:
             "label_or_score": has_label | has_score,
             "label_and_score": has_label & has_score,
         }[require]
-        return ok | ~df["present"]
+        return ok | ~df["present"] | df["has_error"]
 
     return pa.DataFrameSchema(
         {
@@ -269,18 +349,20 @@ def _message(spec: AnnotationSpec, kind: str, check: str, value: Any) -> str:
     rules = spec.rules
     lbl, scr, expl = spec.label_column, spec.score_column, spec.explanation_column
     if check == "id_format":
-        shown = str(value)
-        if shown != shown.lower() and re.fullmatch(ID_PATTERNS[kind][0], shown.lower()):
+        full = str(value)
+        if full != full.lower() and re.fullmatch(ID_PATTERNS[kind][0], full.lower()):
             return (
-                f"{spec.id_column} '{shown}' has capital letters; {kind} ids are lowercase: "
-                f"'{shown.lower()}'"
+                f"{spec.id_column} '{full}' has capital letters; {kind} ids are lowercase: "
+                f"'{full.lower()}'"
             )
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
+        shown = _shown(full)
+        squeezed = "".join(full.split())
+        if squeezed != full and re.fullmatch(ID_PATTERNS[kind][0], squeezed):
+            return f"{spec.id_column} '{shown}' has spaces inside; remove them: '{squeezed}'"
         return f"{spec.id_column} '{shown}' is not a {kind} id ({ID_PATTERNS[kind][1]})"
     if check == "label_allowed":
         allowed = ", ".join(rules.labels or [])
-        return f"{lbl} '{value}' is not one of: {allowed}"
+        return f"{lbl} '{_shown(value)}' is not one of: {allowed}"
     if check == "label_length":
         return f"{lbl} is {len(str(value)):,} characters; the limit is {rules.max_label_length:,}"
     if check == "score_min":
@@ -302,10 +384,27 @@ def _message(spec: AnnotationSpec, kind: str, check: str, value: Any) -> str:
     return f"{check} failed for '{spec.name}' ({value})"  # pragma: no cover - new check kinds
 
 
+# Characters that are never meant in a label, an id or a name (tab, line feed and carriage
+# return are fine in an explanation): C0 controls, DEL, non-characters, lone surrogates.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
+
+
+def _escape(ch: str) -> str:
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value quoted in a message: at most ``limit`` characters, control characters visible."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return _CONTROL.sub(lambda m: _escape(m[0]), text)
+
+
 def _num(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
         return str(int(value))
-    return str(value)
+    return str(value)  # 1e+308, not its 309 digits
 
 
 def evaluate(
@@ -322,6 +421,13 @@ def evaluate(
     :param sheet_label: a human name of the sheet, recorded in annotation metadata.
     :returns: one verdict per row, in the same order.
     """
+    with gc_paused():
+        return _evaluate(rows, specs, kind, sheet_label)
+
+
+def _evaluate(
+    rows: Sequence[Row], specs: Sequence[AnnotationSpec], kind: str, sheet_label: str
+) -> list[RowVerdict]:
     verdicts = [RowVerdict() for _ in rows]
     for spec in specs:
         problems: dict[int, list[str]] = defaultdict(list)
@@ -374,13 +480,15 @@ def evaluate(
 
 def _flag_duplicates(rows: Sequence[Row], verdicts: list[RowVerdict]) -> None:
     """Two rows that would write the same annotation cannot both win: flag both."""
-    seen: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    first_at: dict[tuple[str, str, str], int] = {}
+    seen: dict[tuple[str, str, str], list[int]] = {}
     for i, verdict in enumerate(verdicts):
         for a in verdict.annotations:
-            seen[(a.target_id, a.name, a.identifier)].append(i)
+            key = (a.target_id, a.name, a.identifier)
+            j = first_at.setdefault(key, i)
+            if j != i:
+                seen.setdefault(key, [j]).append(i)
     for (tid, name, _), where in seen.items():
-        if len(where) < 2:
-            continue
         first = next(a for a in verdicts[where[0]].annotations if a.name == name)
         who = first.annotator or "none given"
         sheet_rows = [rows[i].sheet_row for i in where]

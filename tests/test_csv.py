@@ -339,3 +339,25 @@ def test_a_failed_save_leaves_the_file_as_it_was(
     monkeypatch.undo()
     source.write_status(SPEC, [update(rows[0])])
     assert path.stat().st_mode & 0o777 == 0o644  # permissions survive the replace
+
+
+def test_a_quote_never_closed_names_its_line(tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path, f'span_id,label,score\n{SPAN},ok,1\n{span(2)},"fine,1\n{span(3)},b,0\n'.encode()
+    )
+    assert source_error(path) == (
+        f'{path}: line 3 opens a quoted field (") that is never closed, so everything after it '
+        "would be read as one cell; close the quote or remove it, and run again"
+    )
+
+
+def test_a_stray_quote_inside_a_cell_is_read_as_it_shows(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, f'span_id,label,score\n{SPAN},5" screen,1\n'.encode())
+    assert [r.values["label"] for r in read(path)] == ['5" screen']
+
+
+def test_a_cell_over_the_csv_module_default_limit_is_read(tmp_path: Path) -> None:
+    long = "x" * 300_000  # the csv module refuses cells over 131,072 characters by default
+    path = csv_file(tmp_path, f"span_id,label,score\n{SPAN},{long},1\n".encode())
+    (row,) = read(path)
+    assert row.values["label"] == long

@@ -3,6 +3,8 @@ nothing but the status columns."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
 import zipfile
@@ -19,9 +21,29 @@ from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from bridge.errors import EXIT_UNAVAILABLE, EXIT_USAGE, SourceError, SourceUnavailable
-from bridge.records import FORMULA_TRIGGERS, Row, StatusColumns, StatusUpdate
+from bridge.records import FORMULA_TRIGGERS, Row, StatusColumns, StatusUpdate, WriteReport
+from bridge.sources import _xlsx_patch
+from bridge.sources._table import column_letter
+from bridge.sources._xlsx_patch import SheetPatch, cell_text
 from bridge.sources.excel import ExcelSource
-from tests.builders import HEADER, SPAN, make_book, read_spec, sheet_values, span, update
+from tests.builders import (
+    HEADER,
+    MAIN_NS,
+    REL_NS,
+    SPAN,
+    STYLE_DATE,
+    STYLE_FILL,
+    ErrorValue,
+    Formula,
+    calamine_grid,
+    make_book,
+    raw_book,
+    read_spec,
+    sheet_values,
+    sheet_xml,
+    span,
+    update,
+)
 
 STATUS_NAMES = StatusColumns().names()
 
@@ -694,3 +716,437 @@ def test_read_only_workbook(tmp_path: Path) -> None:
         "written back into it). Nothing was sent"
     )
     assert re.search(r"Nothing was sent$", str(info.value))
+
+
+# --- write-back: a streaming patch of the worksheet's XML ------------------------------------
+
+
+def write_all(
+    path: Path, *, key_columns: tuple[str, ...] = ("span_id", "annotator"), **values: str
+) -> WriteReport:
+    """Write one status per data row, its message naming the row's span id."""
+    source = ExcelSource(path)
+    spec = read_spec(key_columns=key_columns)
+    rows = source.read(spec)
+    return source.write_status(
+        spec, [update(r, "synced", f"for {r.key[0]}", **values) for r in rows]
+    )
+
+
+def raw_member(path: Path, name: str) -> tuple[bytes, tuple[Any, ...]]:
+    """A zip member's compressed bytes as stored, and its stored metadata."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(name)
+        with open(path, "rb") as fh:
+            fh.seek(info.header_offset)
+            head = fh.read(30)
+            name_len, extra_len = (
+                int.from_bytes(head[26:28], "little"),
+                int.from_bytes(head[28:30], "little"),
+            )
+            fh.seek(info.header_offset + 30 + name_len + extra_len)
+            data = fh.read(info.compress_size)
+    meta = (info.CRC, info.compress_type, info.compress_size, info.file_size, info.date_time)
+    return data, meta
+
+
+def excel_like(tmp_path: Path, **kw: Any) -> Path:
+    """A workbook as Excel saves one: shared strings, spans, formulas with cached results."""
+    rows = [
+        [span(n), "correct", n / 10, f"answer {n}", f"ann{n % 2}", Formula(f"LEN(D{n + 1})", 8)]
+        for n in range(1, 5)
+    ]
+    rows[2][1] = Formula('IF(C4>0.2,"correct","incorrect")', "correct")
+    return raw_book(tmp_path / "labels.xlsx", rows, header=[*HEADER, "chars"], **kw)
+
+
+def test_cached_formula_results_survive_the_write_back(tmp_path: Path) -> None:
+    path = excel_like(tmp_path)
+    assert calamine_grid(path)[1][5] == 8.0  # what Excel stored, before
+    write_all(path)
+    grid = calamine_grid(path)
+    assert [r[5] for r in grid[1:]] == [8.0] * 4  # ... and after: still there
+    assert grid[3][1] == "correct"  # a label computed by a formula is still read
+    assert calamine_grid(path, "Meta") == [["rows labelled", 4.0]]
+    xml = sheet_xml(path)
+    assert '<c r="F2"><f>LEN(D2)</f><v>8</v></c>' in xml
+    values = openpyxl.load_workbook(path, data_only=True)["Labels"]
+    assert [values.cell(row=r, column=6).value for r in range(2, 6)] == [8, 8, 8, 8]
+    formulas = openpyxl.load_workbook(path)["Labels"]
+    assert formulas["F2"].value == "=LEN(D2)"
+    assert formulas["G2"].value == "synced" and formulas["I3"].value == f"for {span(2)}"
+
+
+def test_cached_results_of_a_workbook_openpyxl_wrote_survive_too(tmp_path: Path) -> None:
+    path = rich_book(tmp_path / "labels.xlsx")
+    # give the formulas the results Excel would have stored when saving the workbook
+    with zipfile.ZipFile(path) as z:
+        parts = {i.filename: z.read(i) for i in z.infolist()}
+    sheet = parts["xl/worksheets/sheet1.xml"].decode()
+    sheet, n = re.subn(r"<f>LEN\(D(\d+)\)</f><v\s*/>", r"<f>LEN(D\1)</f><v>17</v>", sheet)
+    assert n == 6
+    parts["xl/worksheets/sheet1.xml"] = sheet.encode()
+    meta = parts["xl/worksheets/sheet2.xml"].decode().replace("<v />", "<v>6</v>", 1)
+    parts["xl/worksheets/sheet2.xml"] = meta.encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    before = snapshot(path)
+    source = ExcelSource(path, "Labels", header_row=2)
+    rows = source.read(read_spec())
+    source.write_status(read_spec(), [update(r, "synced") for r in rows])
+    assert snapshot(path, {"Labels": 2}) == before
+    assert [r[5] for r in calamine_grid(path)[2:]] == [17.0] * 6
+    assert calamine_grid(path, "Meta")[0][1] == 6.0
+    data = openpyxl.load_workbook(path, data_only=True)
+    assert data["Labels"]["F3"].value == 17 and data["Meta"]["B1"].value == 6
+
+
+def test_parts_other_than_the_worksheet_are_copied_byte_for_byte(tmp_path: Path) -> None:
+    path = excel_like(tmp_path)
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    before = {n: raw_member(path, n) for n in names}
+    original = sheet_xml(path)
+    write_all(path)
+    with zipfile.ZipFile(path) as z:
+        assert z.namelist() == names  # same parts, same order
+        assert z.testzip() is None
+    for name in names:
+        if name != "xl/worksheets/sheet1.xml":
+            assert raw_member(path, name) == before[name], name
+    # in the worksheet itself, only the status cells, the spans and the dimension changed
+    xml = sheet_xml(path)
+    stripped = re.sub(
+        r'<c r="[G-K]\d+"( s="\d+")? t="inlineStr"><is><t>[^<]*</t></is></c>', "", xml
+    )
+    stripped = re.sub('spans="1:(9|11)"', 'spans="1:6"', stripped).replace("A1:K5", "A1:F5")
+    assert stripped == original
+
+
+def test_the_result_opens_in_openpyxl_and_calamine_with_the_statuses(tmp_path: Path) -> None:
+    path = excel_like(tmp_path)
+    write_all(path, synced_at="2024-05-01T10:00:00Z", sync_id="remote")
+    expected = [
+        [*HEADER, "chars", *STATUS_NAMES],
+        *[["synced", "2024-05-01T10:00:00Z", f"for {span(n)}", "remote"] for n in range(1, 5)],
+    ]
+    grid = calamine_grid(path)
+    assert grid[0] == expected[0]
+    assert [r[6:10] for r in grid[1:]] == expected[1:]
+    assert [r[6:10] for r in sheet_values(path, "Labels")[1:]] == expected[1:]
+    ws = openpyxl.load_workbook(path)["Labels"]
+    assert ws["G1"].font.b and ws["K1"].fill.fgColor.rgb == "FF305496"  # the header's look
+    assert ws.max_column == 11
+
+
+def test_existing_status_cells_in_shared_strings_keep_their_style(tmp_path: Path) -> None:
+    header = ["span_id", "label", "sync_status", "notes", "sync_message"]
+    path = raw_book(
+        tmp_path / "labels.xlsx",
+        [[SPAN, "a", "failed", "keep me", "old message"], [span(2), "b", "failed", None, "x"]],
+        header=header,
+        styles={"C2": STYLE_FILL, "E2": STYLE_FILL, "E3": STYLE_DATE},
+    )
+    with zipfile.ZipFile(path) as z:
+        strings = z.read("xl/sharedStrings.xml")
+    source = ExcelSource(path)
+    spec = read_spec(columns=["span_id", "label"], key_columns=["span_id"])
+    rows = source.read(spec)
+    source.write_status(spec, [update(r, "synced", "") for r in rows])
+    xml = sheet_xml(path)
+    assert '<c r="C2" s="3" t="inlineStr"><is><t>synced</t></is></c>' in xml
+    assert '<c r="E2" s="3"/>' in xml  # an emptied message keeps the cell's fill
+    assert '<c r="E3" s="2"/>' in xml
+    assert "<v>" + "2" + "</v>" not in xml.split('r="C2"')[1].split("</c>")[0]
+    assert calamine_grid(path)[1][:5] == [SPAN, "a", "synced", "keep me", ""]
+    with zipfile.ZipFile(path) as z:
+        assert z.read("xl/sharedStrings.xml") == strings
+    assert openpyxl.load_workbook(path).active["C2"].fill.fgColor.rgb == "FFFFFF00"
+
+
+def test_a_namespace_prefix_is_kept(tmp_path: Path) -> None:
+    path = raw_book(tmp_path / "labels.xlsx", [[SPAN, "a"], [span(2), "b"]], prefix="x")
+    write_all(path)
+    xml = sheet_xml(path)
+    assert '<x:c r="F1" s="1" t="inlineStr"><x:is><x:t>sync_status</x:t></x:is></x:c>' in xml
+    assert "<c " not in xml
+    assert calamine_grid(path)[2][5:8] == ["synced", "", f"for {span(2)}"]
+    assert openpyxl.load_workbook(path).active["H3"].value == f"for {span(2)}"
+
+
+@pytest.mark.parametrize("width", [30, 52, 700, 16_379])
+def test_status_columns_far_right(tmp_path: Path, width: int) -> None:
+    # data up to column AD, AZ, ZX or XEY: the status columns take the letters after it
+    header = [*HEADER, *[f"c{i}" for i in range(len(HEADER), width - 1)], "last"]
+    path = raw_book(
+        tmp_path / "labels.xlsx", [[SPAN, "a", *[None] * (width - 3), "x"]], header=header
+    )
+    write_all(path)
+    letters = [column_letter(width + i) for i in range(5)]
+    xml = sheet_xml(path)
+    for letter, name in zip(letters, STATUS_NAMES, strict=True):
+        assert f'<c r="{letter}1" s="1" t="inlineStr"><is><t>{name}</t></is></c>' in xml
+    assert f'<dimension ref="A1:{letters[-1]}2"/>' in xml
+    assert f'spans="1:{width + 5}"' in xml
+    assert calamine_grid(path)[1][width : width + 3] == ["synced", "", f"for {SPAN}"]
+
+
+def test_no_room_left_for_the_status_columns(tmp_path: Path) -> None:
+    header = [*HEADER, *[f"c{i}" for i in range(len(HEADER), 16_381)]]
+    path = raw_book(tmp_path / "labels.xlsx", [[SPAN, "a"]], header=header)
+    assert source_error(path) == (
+        "labels.xlsx, worksheet 'Labels': the sheet uses columns up to XFA, so the 5 status "
+        "columns (sync_status, synced_at, sync_message, sync_id, sync_hash) do not fit before "
+        "Excel's last column, XFD; delete unused columns or add the status columns yourself, "
+        "right of the data"
+    )
+
+
+def patch_sheet(xml: str, patch: SheetPatch, chunk: int | None = None) -> tuple[str, int]:
+    """Run the worksheet pass alone: (the new XML, the most bytes it held at once)."""
+    if chunk is not None:
+        saved = _xlsx_patch.CHUNK, _xlsx_patch.OUT_CHUNK
+        _xlsx_patch.CHUNK = _xlsx_patch.OUT_CHUNK = chunk
+    try:
+        out = io.BytesIO()
+        stream = _xlsx_patch._SheetStream(io.BytesIO(xml.encode()), out, patch)
+        stream.run()
+    finally:
+        if chunk is not None:
+            _xlsx_patch.CHUNK, _xlsx_patch.OUT_CHUNK = saved
+    return out.getvalue().decode(), stream.peak
+
+
+SHEET_HEAD = f'<?xml version="1.0"?>\n<worksheet xmlns="{MAIN_NS}"><dimension ref="A1:B6"/>'
+
+
+def test_missing_rows_and_empty_rows_are_created_in_order() -> None:
+    xml = (
+        SHEET_HEAD + '<cols><col min="3" max="4" width="9" style="7" customWidth="1"/></cols>'
+        '<sheetData><row r="2"><c r="A2"><v>1</v></c></row>'
+        '<row r="5" s="4" customFormat="1" ht="30"/>'
+        '<row r="6" spans="1:2"><c r="B6" t="s"><v>0</v></c></row></sheetData>'
+        '<mergeCells count="1"><mergeCell ref="A8:B8"/></mergeCells></worksheet>'
+    )
+    plan = {1: {2: "h"}, 2: {2: "two"}, 3: {2: "three"}, 5: {3: "five"}, 6: {1: "six"}, 9: {2: "x"}}
+    new, _ = patch_sheet(xml, SheetPatch(plan))
+    assert new == (
+        SHEET_HEAD.replace("A1:B6", "A1:D9")
+        + '<cols><col min="3" max="4" width="9" style="7" customWidth="1"/></cols><sheetData>'
+        '<row r="1"><c r="C1" s="7" t="inlineStr"><is><t>h</t></is></c></row>'
+        '<row r="2"><c r="A2"><v>1</v></c><c r="C2" s="7" t="inlineStr"><is><t>two</t></is></c>'
+        '</row><row r="3"><c r="C3" s="7" t="inlineStr"><is><t>three</t></is></c></row>'
+        '<row r="5" s="4" customFormat="1" ht="30">'
+        '<c r="D5" s="4" t="inlineStr"><is><t>five</t></is></c></row>'
+        '<row r="6" spans="1:2"><c r="B6" t="inlineStr"><is><t>six</t></is></c></row>'
+        '<row r="9"><c r="C9" s="7" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'
+        '<mergeCells count="1"><mergeCell ref="A8:B8"/></mergeCells></worksheet>'
+    )
+
+
+def test_an_empty_sheet_data_gets_its_rows() -> None:
+    xml = f'<worksheet xmlns="{MAIN_NS}"><sheetData/></worksheet>'
+    new, _ = patch_sheet(xml, SheetPatch({2: {0: "a & <b>"}}))
+    assert new == (
+        f'<worksheet xmlns="{MAIN_NS}"><sheetData><row r="2"><c r="A2" t="inlineStr"><is>'
+        "<t>a &amp; &lt;b&gt;</t></is></c></row></sheetData></worksheet>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("plain", "<t>plain</t>"),
+        ("  padded\n", '<t xml:space="preserve">  padded\n</t>'),
+        ("a\x00b\x0bc", "<t>a_x0000_b_x000B_c</t>"),
+        ("line\r\nbreak", "<t>line_x000D_\nbreak</t>"),
+        ("_x0041_ stays", "<t>_x005F_x0041_ stays</t>"),
+        ("5 < 6 & 7 > 3", "<t>5 &lt; 6 &amp; 7 &gt; 3</t>"),
+        ("ok 👍 صحيح", "<t>ok 👍 صحيح</t>"),
+    ],
+)
+def test_text_is_stored_so_that_excel_reads_it_back(tmp_path: Path, text: str, stored: str) -> None:
+    new, _ = patch_sheet(
+        f'<worksheet xmlns="{MAIN_NS}"><sheetData><row r="1"/></sheetData></worksheet>',
+        SheetPatch({1: {0: text}}),
+    )
+    assert f'<c r="A1" t="inlineStr"><is>{stored}</is></c>' in new
+    # and through a whole workbook, calamine (and so the next run) reads back the same text
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "a"]])
+    source = ExcelSource(path)
+    (row,) = source.read(read_spec())
+    source.write_status(read_spec(), [update(row, "rejected", text)])
+    assert calamine_grid(path)[1][7] == text
+    assert source.read(read_spec())[0].status["sync_message"] == text.strip()
+
+
+def test_text_longer_than_a_cell_holds_is_cut(tmp_path: Path) -> None:
+    path = make_book(tmp_path / "labels.xlsx", [[SPAN, "a"]])
+    source = ExcelSource(path)
+    (row,) = source.read(read_spec())
+    source.write_status(read_spec(), [update(row, "invalid", "x" * 40_000 + "end")])
+    written = calamine_grid(path)[1][7]
+    assert len(written) == 32_767 and written.endswith("x…")
+    assert cell_text("😀" * 20_000).endswith("😀…")  # counted in UTF-16 units, as Excel does
+    assert len(cell_text("😀" * 20_000).encode("utf-16-le")) // 2 <= 32_767
+
+
+def test_the_pass_streams_with_a_bounded_buffer() -> None:
+    rows = "".join(
+        f'<row r="{r}" spans="1:3"><c r="A{r}" t="s"><v>{r}</v></c>'
+        f'<c r="B{r}"><f>A{r}*2</f><v>{r * 2}</v></c></row>'
+        for r in range(1, 3001)
+    )
+    xml = SHEET_HEAD + f"<sheetData>{rows}</sheetData></worksheet>"
+    plan = SheetPatch(
+        {r: {3: f"status {r}", 5: "" if r % 2 else "msg"} for r in range(1, 3001, 3)},
+        new_columns=frozenset({3, 4, 5}),
+    )
+    whole, _ = patch_sheet(xml, plan)
+    small, peak = patch_sheet(xml, plan, chunk=777)
+    assert small == whole
+    assert len(xml) > 200_000 and peak < 4 * 777  # a few rows held, never the sheet
+    assert whole.count("inlineStr") == 1000 + 500
+    assert '<c r="B2998"><f>A2998*2</f><v>5996</v></c>' in whole
+
+
+def test_a_status_cell_holding_a_formula_is_written_with_openpyxl(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    header = [*HEADER, "sync_status"]
+    path = raw_book(
+        tmp_path / "labels.xlsx",
+        [[SPAN, "a", None, None, "ann", Formula("TODAY()", 45000)], [span(2), "b"]],
+        header=header,
+    )
+    before = calamine_grid(path)
+    with caplog.at_level(logging.WARNING, logger="bridge"):
+        write_all(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        "labels.xlsx, worksheet 'Labels': cell F2, to be written, holds a formula; writing "
+        "the status with openpyxl instead, which keeps the formatting but drops the cached "
+        "results of formulas until Excel recalculates them"
+    ]
+    grid = calamine_grid(path)
+    assert [r[5] for r in grid] == ["sync_status", "synced", "synced"]
+    assert [r[:5] for r in grid] == [r[:5] for r in before]
+    assert "TODAY" not in sheet_xml(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (("<sheetData>", "<sheetData><!-- made by hand -->"), "the worksheet has comments"),
+        (('<c r="C3">', "<c>"), "a cell without its reference"),
+        (('<row r="3" spans="1:5">', '<row spans="1:5">'), "a row without its row number"),
+    ],
+)
+def test_worksheets_the_patch_does_not_handle_fall_back_to_openpyxl(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, change: tuple[str, str], why: str
+) -> None:
+    path = raw_book(tmp_path / "labels.xlsx", [[SPAN, "a", 1], [span(2), "b", 0]])
+    with zipfile.ZipFile(path) as z:
+        parts = {i.filename: z.read(i) for i in z.infolist()}
+    xml = parts["xl/worksheets/sheet1.xml"].decode()
+    assert change[0] in xml
+    parts["xl/worksheets/sheet1.xml"] = xml.replace(change[0], change[1], 1).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    with caplog.at_level(logging.WARNING, logger="bridge"):
+        report = write_all(path)
+    assert report.written == 2
+    (warning,) = caplog.records
+    assert why in warning.getMessage() and "openpyxl" in warning.getMessage()
+    assert [r[5:8] for r in calamine_grid(path)[1:]] == [
+        ["synced", "", f"for {SPAN}"],
+        ["synced", "", f"for {span(2)}"],
+    ]
+
+
+def test_columns_a_value_reader_sees_as_empty_are_not_overwritten(tmp_path: Path) -> None:
+    # column F has no header and holds formulas without results and an error: calamine reads
+    # it as empty, the patch sees it is not, and the status columns go right of it
+    rows = [
+        [SPAN, "a", None, None, "ann", Formula("B2&B3")],
+        [span(2), "b", None, None, "ann", ErrorValue("#REF!")],
+    ]
+    path = raw_book(tmp_path / "labels.xlsx", rows)
+    assert [r[5] for r in calamine_grid(path)] == ["", "", ""]
+    write_all(path)
+    xml = sheet_xml(path)
+    assert '<c r="F2"><f>B2&amp;B3</f><v></v></c>' in xml
+    assert '<c r="F3" t="e"><v>#REF!</v></c>' in xml
+    assert calamine_grid(path)[0][5:] == ["", *STATUS_NAMES]
+
+
+def test_an_array_formula_over_a_status_cell_stops_the_write(tmp_path: Path) -> None:
+    path = raw_book(
+        tmp_path / "labels.xlsx",
+        [[SPAN, "a", 1], [span(2), "b", 2]],
+        header=[*HEADER, "sync_status"],
+    )
+    with zipfile.ZipFile(path) as z:
+        parts = {i.filename: z.read(i) for i in z.infolist()}
+    xml = parts["xl/worksheets/sheet1.xml"].decode()
+    xml = xml.replace(
+        "</row>", '<c r="G2"><f t="array" ref="F3:G3">C2:C3*2</f><v>2</v></c></row>', 2
+    )
+    xml = xml.replace(
+        '<c r="G2"><f t="array" ref="F3:G3">C2:C3*2</f><v>2</v></c></row>', "</row>", 1
+    )
+    parts["xl/worksheets/sheet1.xml"] = xml.encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    content = path.read_bytes()
+    with pytest.raises(SourceError) as info:
+        write_all(path)
+    assert str(info.value) == (
+        "labels.xlsx, worksheet 'Labels': cannot write the status into F3, which is part of the "
+        "array formula F3:G3; move the formula out of the status columns and run again to "
+        "write the statuses. The workbook is unchanged"
+    )
+    assert path.read_bytes() == content
+
+
+def add_table(path: Path, ref: str) -> None:
+    """Make ``ref`` of the first sheet an Excel table (a list object)."""
+    with zipfile.ZipFile(path) as z:
+        parts = {i.filename: z.read(i) for i in z.infolist()}
+    first, last = ref.split(":")
+    width = ord(last[0]) - ord(first[0]) + 1
+    columns = "".join(f'<tableColumn id="{i}" name="Column{i}"/>' for i in range(1, width + 1))
+    parts["xl/tables/table1.xml"] = (
+        f'<table xmlns="{MAIN_NS}" id="1" name="Labels" displayName="Labels" ref="{ref}">'
+        f'<tableColumns count="{width}">{columns}</tableColumns></table>'
+    ).encode()
+    parts["xl/worksheets/_rels/sheet1.xml.rels"] = (
+        '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+        f'<Relationship Id="rId1" Type="{REL_NS}/table" Target="../tables/table1.xml"/>'
+        "</Relationships>"
+    ).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+
+
+def test_new_status_columns_go_right_of_a_table_on_the_sheet(tmp_path: Path) -> None:
+    path = raw_book(tmp_path / "labels.xlsx", [[SPAN, "a"], [span(2), "b"]])
+    add_table(path, "A1:G3")  # two empty table columns right of the data
+    write_all(path)
+    assert calamine_grid(path)[0] == [*HEADER, "", "", *STATUS_NAMES]
+
+
+def test_a_sheet_whose_columns_start_right_of_a(tmp_path: Path) -> None:
+    path = raw_book(
+        tmp_path / "labels.xlsx",
+        [[None, None, span(n), f"label {n}", None, None, "ann"] for n in range(1, 4)],
+        header=[None, None, *HEADER],
+    )
+    report = write_all(path)
+    assert report.written == 3
+    grid = calamine_grid(path)
+    assert grid[0][7:] == STATUS_NAMES
+    assert [r[9] for r in grid[1:]] == [f"for {span(n)}" for n in range(1, 4)]

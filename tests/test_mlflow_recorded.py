@@ -61,6 +61,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     ).start()
     try:
         CASSETTES.mkdir(parents=True, exist_ok=True)
+        for old in CASSETTES.glob("*.yaml"):  # vcrpy would append to them, not replace them
+            old.unlink()
         traces = server.seed(
             TRACES_FILE, experiment=EXPERIMENT, count=8, seed=31, shared_request_id="req-shared"
         )

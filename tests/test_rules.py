@@ -11,6 +11,7 @@ import pytest
 from bridge.mapping import AnnotationSpec
 from bridge.records import Row
 from bridge.rules import RowVerdict, evaluate, identifier_for
+from bridge.sources._table import CellError
 from tests.builders import SPAN, SPAN2, TRACE
 
 
@@ -514,3 +515,68 @@ def test_verdicts_are_in_row_order() -> None:
     assert [v.annotations[0].score for v in verdicts if v.annotations] == [
         i / 10 for i in range(12) if i != 5
     ]
+
+
+# --- hostile cells -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        ("span_id", "span_id is the error #REF! in the sheet, not a value"),
+        ("label", "label is the error #REF! in the sheet, not a value"),
+        ("score", "score is the error #REF! in the sheet, not a value"),
+        ("explanation", "explanation is the error #REF! in the sheet, not a value"),
+    ],
+)
+def test_an_error_cell_is_named_once(column: str, expected: str) -> None:
+    values: dict[str, Any] = {"label": "correct", column: CellError("#REF!")}
+    assert problems(values, LABELS) == [
+        f"{expected}: fix the formula (or the cells it refers to) or type the value in"
+    ]
+
+
+def test_a_row_holding_only_an_error_is_not_skipped() -> None:
+    (verdict,) = evaluate(rows({"label": CellError("#N/A")}), [spec(LABELS)], "span")
+    assert verdict.problems and not verdict.skipped
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"label": "cor\x00rect"},
+            "label holds an invisible control character (\\x00 at character 4)",
+        ),
+        (
+            {"label": "correct", "explanation": "ok\x1b[31m"},
+            "explanation holds an invisible control character (\\x1b at character 3)",
+        ),
+        ({"label": "correct", "span_id": SPAN + "\x7f"}, "span_id holds"),
+    ],
+)
+def test_control_characters_make_a_row_invalid(values: dict[str, Any], expected: str) -> None:
+    assert any(p.startswith(expected) for p in problems(values, LABELS)), problems(values, LABELS)
+
+
+def test_tabs_and_line_breaks_in_an_explanation_are_fine() -> None:
+    assert sent({"label": "correct", "explanation": "a\tb\r\nc"}, LABELS).explanation == "a\tb\r\nc"
+
+
+def test_quoted_values_are_cut_and_made_visible() -> None:
+    found = problems({"label": "x" * 1000 + "\x00"}, {"labels": ["a"], "max_label_length": 5000})
+    assert f"label '{'x' * 57}...' is not one of: a" in found
+    assert "label '\\x01' is not one of: a" in problems({"label": "\x01"}, {"labels": ["a"]})
+
+
+def test_ids_with_spaces_inside_and_yes_no_cells() -> None:
+    assert problems({"span_id": "67f6740b be1ddc3f", "label": "a"}) == [
+        "span_id '67f6740b be1ddc3f' has spaces inside; remove them: '67f6740bbe1ddc3f'"
+    ]
+    assert problems({"span_id": True, "label": "a"}) == [
+        "span_id is TRUE (a yes/no cell), not a span id; paste the id"
+    ]
+
+
+def test_huge_numbers_are_shown_short() -> None:
+    assert problems({"score": 1e308}, {"score_max": 1}) == ["score 1e+308 is above the maximum 1"]

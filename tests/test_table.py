@@ -13,6 +13,7 @@ import pytest
 from bridge.errors import SourceError
 from bridge.records import StatusColumns, StatusUpdate
 from bridge.sources._table import (
+    CellError,
     column_letter,
     header_index,
     is_read_only,
@@ -244,3 +245,15 @@ def test_is_read_only(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     assert not is_read_only(path)
     assert is_read_only(tmp_path / "missing.csv")
+
+
+def test_an_error_cell_is_text_for_the_rules_but_no_key() -> None:
+    error = CellError("#N/A")
+    assert error == "#N/A" and key_part(error) == ""
+    grid = [["span_id", "label"], [error, "a"], [None, error], [None, None]]
+    rows = rows_from_grid(grid, 1, ["span_id", "label"], ["span_id"], STATUS, "sheet")
+    # a row whose only value is an error is not a blank row: its status says what is wrong
+    assert [(r.sheet_row, r.key, r.values["label"]) for r in rows] == [
+        (2, ("",), "a"),
+        (3, ("",), "#N/A"),
+    ]

@@ -19,6 +19,7 @@ reference, an encoding other than UTF-8), or where a cell to replace holds a for
 from __future__ import annotations
 
 import posixpath
+import re
 import struct
 import zipfile
 from collections.abc import Mapping
@@ -32,14 +33,21 @@ _PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relati
 _MAIN = "{" + MAIN_NS.decode() + "}"
 
 MAX_COLUMNS = 16_384  # XFD
-MAX_ROWS = 1_048_576
 # Excel keeps at most this many characters (UTF-16 code units) in a cell.
 TEXT_LIMIT = 32_767
 CHUNK = 1 << 20
 # zlib level of the rewritten worksheet part: 6 is zlib's (and zipfile's) default.
 COMPRESS_LEVEL = 6
 
+# One start tag, quotes may hold ">": matched at a "<" known to start a tag.
+_TAG = re.compile(rb"<[^>\"']*(?:(?:\"[^\"]*\"|'[^']*')[^>\"']*)*>")
+# One attribute of a start tag (XML: Name S? = S? AttValue).
+_ATTR = re.compile(rb"([^\s=/<>\"']+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+OUT_CHUNK = 1 << 20
 _SPACE = b" \t\r\n"
+# characters that send a text through the slow path of ``_cell_xml``: XML escapes, and "_"
+# which may start an _x0000_ escape
+_ESCAPES = frozenset("&<>_")
 _DELIMS = frozenset(b" \t\r\n/>")
 _DIGITS = b"0123456789"
 _SLASH = ord("/")
@@ -122,10 +130,6 @@ def _is_xml_char(cp: int) -> bool:
     )
 
 
-def _utf16_units(text: str) -> int:
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
-
-
 def cell_text(text: str) -> str:
     """Text as it must be stored in an .xlsx cell so that Excel reads back ``text``.
 
@@ -134,11 +138,14 @@ def cell_text(text: str) -> str:
     the way Excel writes them, ``_x0000_``; text that already looks like such an escape
     gets its underscore escaped (``_x005F_``), so that it is not decoded.
     """
-    if len(text) > TEXT_LIMIT // 2 and _utf16_units(text) > TEXT_LIMIT:
-        cut = TEXT_LIMIT - 1
-        while _utf16_units(text[:cut]) > TEXT_LIMIT - 1:
-            cut -= max(1, (_utf16_units(text[:cut]) - (TEXT_LIMIT - 1)) // 2)
-        text = text[:cut] + "…"
+    if len(text) > TEXT_LIMIT // 2:
+        units = 0
+        for i, ch in enumerate(text):
+            units += 2 if ord(ch) > 0xFFFF else 1
+            if units > TEXT_LIMIT - 1:
+                if i + 1 < len(text):
+                    text = text[:i] + "…"
+                break
     if text.isprintable() and "_x" not in text:
         return text
     out: list[str] = []
@@ -393,20 +400,8 @@ def _tag_attrs(tag: bytes) -> tuple[bytes, dict[bytes, bytes]]:
     i = 1
     while i < len(tag) and tag[i] not in _DELIMS:
         i += 1
-    name = tag[1:i]
-    attrs: dict[bytes, bytes] = {}
-    while (eq := tag.find(b"=", i)) >= 0:
-        key = tag[i:eq].strip(_SPACE)
-        q = eq + 1
-        while q < len(tag) and tag[q] in _SPACE:
-            q += 1
-        quote = tag[q : q + 1]
-        close = tag.find(quote, q + 1) if quote in (b'"', b"'") else -1
-        if close < 0:
-            break
-        attrs[key] = tag[q + 1 : close]
-        i = close + 1
-    return name, attrs
+    attrs = {m[1]: m[2] if m.start(2) >= 0 else m[3] for m in _ATTR.finditer(tag, i)}
+    return tag[1:i], attrs
 
 
 def patch_workbook(src: str, dst: IO[bytes], sheet: SheetParts, patch: SheetPatch) -> None:
@@ -445,6 +440,21 @@ def patch_workbook(src: str, dst: IO[bytes], sheet: SheetParts, patch: SheetPatc
 # --- the worksheet ------------------------------------------------------------------------
 
 
+def _spans(spans: bytes, first: int, last: int) -> bytes | None:
+    """A row's ``spans`` ("1:9", a hint of the columns it uses) widened to columns
+    ``first``..``last`` (0-based); None when it covers them already."""
+    try:
+        bounds = [int(x) for part in spans.split() for x in part.split(b":")]
+    except ValueError:
+        return f"{first + 1}:{last + 1}".encode()
+    if not bounds:
+        return f"{first + 1}:{last + 1}".encode()
+    lo, hi = min(bounds), max(bounds)
+    if len(bounds) == 2 and lo <= first + 1 and last + 1 <= hi:
+        return None
+    return f"{min(lo, first + 1)}:{max(hi, last + 1)}".encode()
+
+
 @dataclass
 class _Cell:
     col: int
@@ -466,6 +476,7 @@ class _SheetStream:
         self.base = 0  # absolute offset of buf[0] in the part
         self.out = 0  # index in buf of the first byte not yet written or skipped
         self.eof = False
+        self.peak = 0  # the most bytes of the part held at once
         self.guard_from: int | None = None  # absolute offset from which markup is watched
         self.markup: int | None = None  # absolute offset of the first "<!" or "<?" seen
         self.rows = sorted(patch.cells)
@@ -475,7 +486,16 @@ class _SheetStream:
         self.min_new = min(patch.new_columns) if patch.new_columns else None
         self.in_use = -1
         self.arrays: list[tuple[int, int, int, int, str]] = []
-        self.letters: dict[int, bytes] = {}
+        self.heads: dict[int, bytes] = {}
+        self.columns: dict[bytes, int] = {}
+        self.values: dict[tuple[bytes | None, str], bytes] = {}
+        self.spans: dict[tuple[bytes, int, int], bytes | None] = {}
+        self.styles: dict[
+            tuple[tuple[int, ...], bytes | None, bytes | None], list[bytes | None]
+        ] = {}
+        self.col_style: dict[int, bytes | None] = {}
+        self.pending: list[bytes] = []
+        self.pending_size = 0
         self._prefix(b"")
 
     def _prefix(self, p: bytes) -> None:
@@ -485,6 +505,12 @@ class _SheetStream:
         self.open_t = b"<" + p + b"is><" + p + b"t>"
         self.open_t_space = b"<" + p + b"is><" + p + b't xml:space="preserve">'
         self.close_t = b"</" + p + b"t></" + p + b"is></" + p + b"c>"
+        self.row_close = b"</" + p + b"row"
+        # a cell start tag the way Excel and most libraries write it: r, then s and t
+        self.simple_cell = re.compile(
+            b"<" + re.escape(p) + rb'c r="([A-Z]{1,3})[0-9]+"(?: s="([0-9]+)")?'
+            rb'(?: t="[a-zA-Z]+")?(/?)>'
+        )
 
     # buffer ------------------------------------------------------------------------------
 
@@ -497,6 +523,7 @@ class _SheetStream:
             return False
         old = len(self.buf)
         self.buf += data
+        self.peak = max(self.peak, len(self.buf))
         self._watch(max(old - 1, 0))
         return True
 
@@ -529,11 +556,19 @@ class _SheetStream:
                 return -1
 
     def _emit(self, data: bytes) -> None:
-        self.dst.write(data)
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size > OUT_CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.dst.write(b"".join(self.pending))
+        self.pending.clear()
+        self.pending_size = 0
 
     def _copy_to(self, index: int) -> None:
         if index > self.out:
-            self.dst.write(self.buf[self.out : index])
+            self._emit(bytes(self.buf[self.out : index]))
             self.out = index
 
     def _skip_to(self, index: int) -> None:
@@ -550,50 +585,26 @@ class _SheetStream:
 
     def _tag_end(self, start: int) -> int:
         """Index of the ">" closing the tag that starts at ``start`` (quotes may hold ">")."""
-        pos = start
-        buf = self.buf
         while True:
-            gt = self._find(b">", pos)
-            if gt < 0:
+            m = _TAG.match(self.buf, start)
+            if m is not None:
+                return m.end() - 1
+            if not self._fill():
                 raise PatchUnsupported("the worksheet ends inside a tag")
-            dq = buf.find(b'"', pos, gt)
-            sq = buf.find(b"'", pos, gt)
-            quotes = [q for q in (dq, sq) if q >= 0]
-            if not quotes:
-                return gt
-            q = min(quotes)
-            close = self._find(bytes(buf[q : q + 1]), q + 1)
-            if close < 0:
-                raise PatchUnsupported("the worksheet ends inside an attribute")
-            pos = close + 1
 
-    def _attrs(self, start: int, end: int) -> tuple[bytes, dict[bytes, tuple[bytes, int, int]]]:
-        """The name and attributes of the tag ``buf[start:end+1]``.
+    def _attrs(self, start: int, end: int) -> dict[bytes, tuple[bytes, int, int]]:
+        """The attributes of the tag ``buf[start:end+1]``: {name: (raw value, start, end)}."""
+        out: dict[bytes, tuple[bytes, int, int]] = {}
+        for m in _ATTR.finditer(self.buf, start, end):
+            g = 2 if m.start(2) >= 0 else 3
+            out[m[1]] = (m[g], m.start(g), m.end(g))
+        return out
 
-        :returns: (name, {attribute: (raw value, value start, value end)}).
-        """
-        buf = self.buf
+    def _name(self, start: int) -> bytes:
         i = start + 1
-        while i < end and buf[i] not in _DELIMS:
+        while self.buf[i] not in _DELIMS:
             i += 1
-        name = bytes(buf[start + 1 : i])
-        attrs: dict[bytes, tuple[bytes, int, int]] = {}
-        while True:
-            eq = buf.find(b"=", i, end)
-            if eq < 0:
-                return name, attrs
-            key = bytes(buf[i:eq]).strip(_SPACE)
-            q = eq + 1
-            while buf[q] in _SPACE:
-                q += 1
-            quote = bytes(buf[q : q + 1])
-            if quote not in (b'"', b"'"):
-                raise PatchUnsupported("an attribute without quotes")
-            close = buf.find(quote, q + 1, end)
-            if close < 0:
-                raise PatchUnsupported("an unterminated attribute")
-            attrs[key] = (bytes(buf[q + 1 : close]), q + 1, close)
-            i = close + 1
+        return bytes(self.buf[start + 1 : i])
 
     def _is_tag(self, index: int, tag: bytes) -> bool:
         """True when ``buf[index:]`` starts with the whole tag name ``tag`` (b"<c", not b"<col")."""
@@ -644,7 +655,7 @@ class _SheetStream:
             end = self._find(b"?>", pos)
             if end < 0:
                 raise PatchUnsupported("an unterminated XML declaration")
-            _, decl = self._attrs(pos, end)
+            decl = self._attrs(pos, end)
             encoding = decl.get(b"encoding", (b"utf-8", 0, 0))[0].lower()
             if encoding not in (b"utf-8", b"utf8"):
                 raise PatchUnsupported(f"the worksheet is encoded in {encoding.decode()}")
@@ -653,7 +664,7 @@ class _SheetStream:
         self._watch(pos)
         pos = self._skip_space(pos)
         root_end = self._tag_end(pos)
-        name, attrs = self._attrs(pos, root_end)
+        name, attrs = self._name(pos), self._attrs(pos, root_end)
         prefix, _, local = name.rpartition(b":")
         ns = attrs.get(b"xmlns:" + prefix if prefix else b"xmlns", (b"", 0, 0))[0]
         if local != b"worksheet" or ns != MAIN_NS:
@@ -677,6 +688,7 @@ class _SheetStream:
         if self.in_use >= 0:
             raise ColumnsInUse(self.in_use)
         self._copy_to(len(self.buf))
+        self._flush()
         while chunk := self.src.read(CHUNK):
             self.dst.write(chunk)
 
@@ -697,7 +709,7 @@ class _SheetStream:
         pos = start
         while (i := self._find_tag(b"<" + p + b"col", pos, end)) >= 0:
             te = self._tag_end(i)
-            _, attrs = self._attrs(i, te)
+            attrs = self._attrs(i, te)
             style = attrs.get(b"style", (b"", 0, 0))[0]
             try:
                 lo, hi = int(attrs[b"min"][0]), int(attrs[b"max"][0])
@@ -710,7 +722,7 @@ class _SheetStream:
         if i < 0 or not self.rows:
             return
         te = self._tag_end(i)
-        _, attrs = self._attrs(i, te)
+        attrs = self._attrs(i, te)
         if b"ref" not in attrs:
             return
         ref, v0, v1 = attrs[b"ref"]
@@ -719,6 +731,8 @@ class _SheetStream:
         except (PatchUnsupported, ValueError):
             return
         cols = {c for cells in self.patch.cells.values() for c in cells}
+        if not cols:
+            return
         new = (min(r0, self.rows[0]), min(c0, *cols), max(r1, self.rows[-1]), max(c1, *cols))
         if new != (r0, c0, r1, c1):
             self._copy_to(v0)
@@ -731,9 +745,14 @@ class _SheetStream:
         """Copy and patch every row; return the index just past </sheetData>."""
         p = self.p
         row_tag, end_tag = b"<" + p + b"row", b"</" + p + b"sheetData"
+        n_tag = len(row_tag)
+        buf = self.buf
         while True:
-            pos = self._skip_space(pos)
-            if self._is_tag(pos, row_tag):
+            if pos + 64 > len(buf):
+                self._ensure(pos + 64)
+            if pos < len(buf) and buf[pos] in _SPACE:
+                pos = self._skip_space(pos)
+            if buf.startswith(row_tag, pos) and buf[pos + n_tag] in _DELIMS:
                 pos = self._row(pos)
                 if pos > CHUNK:
                     pos = self._compact(pos)
@@ -744,7 +763,7 @@ class _SheetStream:
                     self._emit(rows)
                 return self._tag_end(pos) + 1
             else:
-                self._ensure(pos + 20)
+                self._no_markup_before(pos + 1, "among its rows")
                 seen = bytes(self.buf[pos : pos + 20])
                 raise PatchUnsupported(f"unexpected {seen!r} among the rows")
 
@@ -757,55 +776,67 @@ class _SheetStream:
             n = self.rows[self.next_row]
             self.next_row += 1
             self._check_arrays(n, self.patch.cells[n])
+            nb = str(n).encode()
             cells = b"".join(
-                self._cell_xml(col, n, self._default_style(n, col, None, None), text)
+                self._cell_xml(col, nb, self._default_style(n, col, None, None), text)
                 for col, text in sorted(self.patch.cells[n].items())
             )
-            out.append(b"<" + self.p + b'row r="' + str(n).encode() + b'">' + cells)
+            out.append(b"<" + self.p + b'row r="' + nb + b'">' + cells)
             out.append(b"</" + self.p + b"row>")
         return b"".join(out)
 
     def _row(self, start: int) -> int:
+        """Copy (and patch, if planned) the row starting at ``start``; return its end."""
         buf = self.buf
-        p = self.p
         te = self._tag_end(start)
-        _, attrs = self._attrs(start, te)
-        if b"r" not in attrs:
+        attrs = self._attrs(start, te)
+        r = attrs.get(b"r")
+        if r is None:
             raise PatchUnsupported("a row without its row number")
-        try:
-            n = int(attrs[b"r"][0])
-        except ValueError as exc:
-            raise PatchUnsupported(f"row number {attrs[b'r'][0]!r}") from exc
+        n = int(r[0])
         if n <= self.last_row:
             raise PatchUnsupported(f"row {n} comes after row {self.last_row}")
         self.last_row = n
-        before = self._missing_rows(n)
-        if before:
+        rows, k = self.rows, self.next_row
+        if k < len(rows) and rows[k] < n:
+            before = self._missing_rows(n)
             self._copy_to(start)
             self._emit(before)
+            k = self.next_row
         empty = buf[te - 1] == _SLASH
         if empty:
             inner_end, row_end = te, te + 1
         else:
-            inner_end, gt = self._close(b"</" + p + b"row", te + 1)
-            row_end = gt + 1
-        planned: Mapping[int, str] = {}
-        if self.next_row < len(self.rows) and self.rows[self.next_row] == n:
+            close = self.row_close
+            inner_end = buf.find(close, te)
+            if inner_end >= 0 and buf[inner_end + len(close) : inner_end + len(close) + 1] == b">":
+                row_end = inner_end + len(close) + 1
+            else:
+                inner_end, gt = self._close(close, te + 1)
+                row_end = gt + 1
+        planned: Mapping[int, str] | None = None
+        if k < len(rows) and rows[k] == n:
             planned = self.patch.cells[n]
-            self.next_row += 1
-        header = n == self.patch.header_row and self.patch.style_from is not None
-        lows = [c for c in (self.min_new, min(planned, default=None)) if c is not None]
-        if header and self.patch.style_from is not None:
-            lows.append(self.patch.style_from)
-        if not empty and (b"array" in buf[te:inner_end] or b"dataTable" in buf[te:inner_end]):
+            self.next_row = k + 1
+        if not empty and (
+            buf.find(b"array", te, inner_end) >= 0 or buf.find(b"dataTable", te, inner_end) >= 0
+        ):
             self._note_arrays(te + 1, inner_end)
-        cells = self._cells_from_right(te + 1, inner_end, min(lows)) if lows else []
+        low = self.min_new
+        if planned:
+            first = min(planned)
+            low = first if low is None else min(low, first)
+        header = n == self.patch.header_row and self.patch.style_from is not None
+        if header and self.patch.style_from is not None:
+            low = self.patch.style_from if low is None else min(low, self.patch.style_from)
+        cells = self._cells_from_right(te + 1, inner_end, low) if low is not None else []
         if self.min_new is not None:
             for cell in cells:
                 if cell.content and cell.col >= self.min_new:
                     self.in_use = max(self.in_use, cell.col)
         if planned:
-            self._check_arrays(n, planned)
+            if self.arrays:
+                self._check_arrays(n, planned)
             self._write_row(n, start, te, inner_end, attrs, empty, cells, planned, header)
         return row_end
 
@@ -824,7 +855,7 @@ class _SheetStream:
         p = self.p
         cols = sorted(planned)
         row_style = None
-        if attrs.get(b"customFormat", (b"", 0, 0))[0] in (b"1", b"true"):
+        if b"customFormat" in attrs and attrs[b"customFormat"][0] in (b"1", b"true"):
             row_style = attrs.get(b"s", (None, 0, 0))[0]
         head_style = None
         if header:
@@ -832,14 +863,11 @@ class _SheetStream:
         spans = attrs.get(b"spans")
         new_spans = None
         if spans is not None:
-            try:
-                bounds = [int(x) for part in spans[0].split() for x in part.split(b":")]
-                lo, hi = min(bounds + [cols[0] + 1]), max(bounds + [cols[-1] + 1])
-                if (lo, hi) != (min(bounds), max(bounds)) or len(bounds) > 2:
-                    new_spans = f"{lo}:{hi}".encode()
-            except ValueError:
-                new_spans = f"{cols[0] + 1}:{cols[-1] + 1}".encode()
-        if empty or new_spans is not None:
+            key = (spans[0], cols[0], cols[-1])
+            if key not in self.spans:
+                self.spans[key] = _spans(spans[0], cols[0], cols[-1])
+            new_spans = self.spans[key]
+        if empty:
             tag = bytes(self.buf[start:te]).rstrip(b"/").rstrip(_SPACE)
             if new_spans is not None and spans is not None:
                 v0, v1 = spans[1] - start, spans[2] - start
@@ -847,30 +875,49 @@ class _SheetStream:
             self._copy_to(start)
             self._emit(tag + b">")
             self._skip_to(te + 1)
+        elif new_spans is not None and spans is not None:
+            self._copy_to(spans[1])
+            self._emit(new_spans)
+            self._skip_to(spans[2])
+        nb = str(n).encode()
         existing = [c for c in cells if c.col >= cols[0]]
+        if not existing:  # the usual case: the status cells go after every cell of the row
+            self._copy_to(inner_end)
+            shape = (tuple(cols), row_style, head_style if header else None)
+            styles = self.styles.get(shape)
+            if styles is None:
+                styles = [self._default_style(n, c, row_style, head_style) for c in cols]
+                self.styles[shape] = styles
+            xml = self._cell_xml
+            self._emit(
+                b"".join([xml(c, nb, st, planned[c]) for c, st in zip(cols, styles, strict=True)])
+            )
         k = 0
-        for col in cols:
+        for col in cols if existing else ():
             while k < len(existing) and existing[k].col < col:
                 k += 1
             text = planned[col]
             if k < len(existing) and existing[k].col == col:
                 cell = existing[k]
+                if cell.content and col in self.patch.new_columns:
+                    k += 1  # the column is in use after all: the pass ends in ColumnsInUse
+                    continue
                 if cell.formula:
                     raise PatchUnsupported(
                         f"cell {column_letters(col)}{n}, to be written, holds a formula"
                     )
-                style = cell.style
-                if style is None and header and col in self.patch.new_columns:
-                    style = head_style
+                cell_style = cell.style
+                if cell_style is None and header and col in self.patch.new_columns:
+                    cell_style = head_style
                 self._copy_to(cell.start)
-                self._emit(self._cell_xml(col, n, style, text))
+                self._emit(self._cell_xml(col, nb, cell_style, text))
                 self._skip_to(cell.end)
                 k += 1
             else:
                 at = existing[k].start if k < len(existing) else inner_end
                 self._copy_to(at)
-                style = self._default_style(n, col, row_style, head_style)
-                self._emit(self._cell_xml(col, n, style, text))
+                cell_style = self._default_style(n, col, row_style, head_style)
+                self._emit(self._cell_xml(col, nb, cell_style, text))
         if empty:
             self._copy_to(te + 1)
             self._emit(b"</" + p + b"row>")
@@ -884,10 +931,12 @@ class _SheetStream:
             return head_style
         if row_style:
             return row_style
-        for lo, hi, style in self.col_styles:
-            if lo <= col <= hi:
-                return style
-        return None
+        try:
+            return self.col_style[col]
+        except KeyError:
+            style = next((s for lo, hi, s in self.col_styles if lo <= col <= hi), None)
+            self.col_style[col] = style
+            return style
 
     def _cells_from_right(self, lo: int, hi: int, min_col: int) -> list[_Cell]:
         """The cells of a row in columns >= ``min_col``, in column order."""
@@ -904,27 +953,39 @@ class _SheetStream:
             if buf[i + len(tag)] not in _DELIMS:  # <color>, <charset> inside rich text
                 hi = i
                 continue
-            te = self._tag_end(i)
-            _, attrs = self._attrs(i, te)
-            if b"r" not in attrs:
-                raise PatchUnsupported("a cell without its reference")
-            col, _ = _split_ref(attrs[b"r"][0])
+            m = self.simple_cell.match(buf, i)
+            if m is not None:
+                te = m.end() - 1
+                letters, style = m[1], m[2]
+                col = self.columns.get(letters, -1)
+                if col < 0:
+                    col = self.columns[letters] = _split_ref(letters + b"1")[0]
+            else:
+                te = self._tag_end(i)
+                attrs = self._attrs(i, te)
+                if b"r" not in attrs:
+                    raise PatchUnsupported("a cell without its reference")
+                col = _split_ref(attrs[b"r"][0])[0]
+                style = attrs.get(b"s", (None, 0, 0))[0]
             if col >= last:
                 raise PatchUnsupported("cells out of column order")
             last = col
             if col < min_col:
                 break
-            style = attrs.get(b"s", (None, 0, 0))[0]
             if buf[te - 1] == _SLASH:
                 out.append(_Cell(col, i, te + 1, style, False, False))
             else:
-                c_end, gt = self._close(close, te + 1)
+                # the cell's end tag is the last tag before the next cell (or the row's end)
+                c_end = buf.rfind(close, te, hi)
+                gt = buf.find(b">", c_end, hi) if c_end >= 0 else -1
+                if gt < 0:
+                    raise PatchUnsupported(f"cell {column_letters(col)} has no end tag")
                 formula = self._find_tag(b"<" + p + b"f", te + 1, c_end) >= 0
-                content = (
-                    formula
-                    or self._find_tag(b"<" + p + b"is", te + 1, c_end) >= 0
-                    or self._has_value(te + 1, c_end)
-                )
+                content = formula
+                if not formula and self.min_new is not None and col >= self.min_new:
+                    content = self._find_tag(
+                        b"<" + p + b"is", te + 1, c_end
+                    ) >= 0 or self._has_value(te + 1, c_end)
                 out.append(_Cell(col, i, gt + 1, style, formula, content))
             hi = i
         out.reverse()
@@ -946,7 +1007,7 @@ class _SheetStream:
         pos = lo
         while (i := self._find_tag(tag, pos, hi)) >= 0:
             te = self._tag_end(i)
-            _, attrs = self._attrs(i, te)
+            attrs = self._attrs(i, te)
             kind = attrs.get(b"t", (b"", 0, 0))[0]
             ref = attrs.get(b"ref", (b"", 0, 0))[0]
             if kind in (b"array", b"dataTable") and ref:
@@ -961,26 +1022,31 @@ class _SheetStream:
                     if c0 <= col <= c1:
                         raise InsideArrayFormula(f"{column_letters(col)}{n}", ref)
 
-    def _cell_xml(self, col: int, n: int, style: bytes | None, text: str) -> bytes:
-        letters = self.letters.get(col)
-        if letters is None:
-            letters = self.letters[col] = column_letters(col).encode()
-        if not text:  # no value: an empty cell keeps its style, else there is no cell at all
-            if not style:
-                return b""
-            return b"".join((self.open_c, letters, str(n).encode(), b'" s="', style, b'"/>'))
-        value = _xml_escape(cell_text(text))
-        open_t = self.open_t_space if value != value.strip(_SPACE) else self.open_t
+    def _cell_xml(self, col: int, nb: bytes, style: bytes | None, text: str) -> bytes:
+        """An inline-string cell in column ``col`` of row ``nb`` (the row number as bytes)."""
+        head = self.heads.get(col)
+        if head is None:
+            head = self.heads[col] = self.open_c + column_letters(col).encode()
+        rest = self.values.get((style, text))
+        if rest is None:
+            rest = self._rest(style, text)
+        return head + nb + rest if rest else b""
+
+    def _rest(self, style: bytes | None, text: str) -> bytes:
+        """A cell after its row number: style, type and value; b"" for no cell at all."""
         s = b'" s="' + style if style else b""
-        return b"".join(
-            (
-                self.open_c,
-                letters,
-                str(n).encode(),
-                s,
-                b'" t="inlineStr">',
-                open_t,
-                value,
-                self.close_t,
-            )
-        )
+        if not text:  # no value: an empty cell keeps its style, else there is no cell at all
+            rest = s + b'"/>' if style else b""
+        else:
+            fast = len(text) <= TEXT_LIMIT // 2 and text.isascii() and text.isprintable()
+            if fast and not _ESCAPES.intersection(text):
+                value = text.encode()
+            else:
+                value = _xml_escape(cell_text(text))
+            spaced = value[:1].isspace() or value[-1:].isspace()
+            open_t = self.open_t_space if spaced else self.open_t
+            rest = b"".join((s, b'" t="inlineStr">', open_t, value, self.close_t))
+        if len(self.values) > 10_000:
+            self.values.clear()
+        self.values[(style, text)] = rest
+        return rest

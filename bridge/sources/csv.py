@@ -25,6 +25,9 @@ from bridge.sources._table import (
 from bridge.sources.base import ReadSpec
 
 _BOM = "\ufeff"
+# The csv module refuses cells over 128 KiB by default and would fail the whole file; a long
+# cell is the rules' to report, on its own row ("explanation is 1,000,000 characters").
+_FIELD_LIMIT = 1 << 30
 
 
 class CsvSource:
@@ -93,11 +96,39 @@ class CsvSource:
         bom = text.startswith(_BOM)
         text = text.removeprefix(_BOM)
         newline = "\r\n" if "\r\n" in text[:65536] else "\n"
+        if csv.field_size_limit() < _FIELD_LIMIT:
+            csv.field_size_limit(_FIELD_LIMIT)
         try:
-            grid = list(csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter))
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter)
+            grid: list[list[str]] = []
+            starts: list[int] = []  # the line each row starts on
+            line = 0
+            for row in reader:
+                starts.append(line + 1)
+                grid.append(row)
+                line = reader.line_num
         except csv.Error as exc:
             raise SourceError(f"{self.path}: not a readable CSV file ({exc})") from exc
+        self._check_quotes(text, grid, starts)
         return grid, bom, newline
+
+    def _check_quotes(self, text: str, grid: list[list[str]], starts: list[int]) -> None:
+        """A quote opened and never closed swallows the rest of the file into one cell."""
+        if not grid or not text.rstrip("\r\n"):
+            return
+        try:
+            for _ in csv.reader(
+                io.StringIO(text, newline=""), delimiter=self.delimiter, strict=True
+            ):
+                pass
+        except csv.Error as exc:
+            if "unexpected end of data" not in str(exc):
+                return  # other slips (a stray quote inside a field) read as the text they show
+            raise SourceError(
+                f'{self.path}: line {starts[-1]} opens a quoted field (") that is never '
+                "closed, so everything after it would be read as one cell; close the quote "
+                "or remove it, and run again"
+            ) from None
 
     def read(self, spec: ReadSpec) -> list[Row]:
         grid, _, _ = self._load()

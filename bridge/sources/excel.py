@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import itertools
 import logging
 import os
 import shutil
@@ -29,6 +30,7 @@ from bridge.records import Row, StatusUpdate, WriteReport, safe_text
 from bridge.sources._table import (
     CellError,
     column_letter,
+    gc_paused,
     header_index,
     is_read_only,
     key_part,
@@ -104,7 +106,9 @@ class _SheetNow:
 
     name: str
     header: list[Any] = field(default_factory=list)
-    keys: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
+    # each update located by key: (sheet row, update); and the updates whose row is gone
+    placed: list[tuple[int, StatusUpdate]] = field(default_factory=list)
+    vanished: list[StatusUpdate] = field(default_factory=list)
     # 0-based rightmost column holding a value or covered by a merged range (-1: none)
     last_used: int = -1
     # merged ranges, 0-based (row0, col0, row1, col1), inclusive
@@ -130,6 +134,46 @@ def _grid_rows(sheet: Any) -> Iterator[list[Any]]:
     pad = [""] * start[1]
     for cells in sheet.iter_rows():
         yield pad + cells if pad else cells
+
+
+class _Scan:
+    """The rows of a sheet, one at a time, with the error values put back in (calamine gives
+    them as empty) and, on the way, the header row and the rightmost column in use."""
+
+    def __init__(
+        self, rows: Iterator[list[Any]], errors: dict[tuple[int, int], str], header_row: int
+    ) -> None:
+        self.rows = rows
+        self.errors: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        for (row, col), code in errors.items():
+            self.errors[row].append((col, code))
+        self.header_row = header_row
+        self.header: list[Any] = []
+        self.last = -1  # 0-based rightmost column holding a value
+        self.first = next(rows, None)
+
+    def empty(self) -> bool:
+        return self.first is None
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        if self.first is None:
+            return
+        rows = itertools.chain([self.first], self.rows)
+        last = self.last
+        for r, cells in enumerate(rows, start=1):
+            if r in self.errors:
+                cells = list(cells)
+                for col, code in self.errors[r]:
+                    if col < len(cells) and cells[col] == "":
+                        cells[col] = CellError(code)
+            for j in range(len(cells) - 1, last, -1):
+                if cells[j] != "":
+                    last = j
+                    break
+            if r == self.header_row:
+                self.header = cells
+            self.last = last
+            yield cells
 
 
 class ExcelSource:
@@ -227,47 +271,50 @@ class ExcelSource:
             try:
                 name = self._pick_sheet(book.sheet_names)
                 sheet = book.get_sheet_by_name(name)
-                grid = sheet.to_python(skip_empty_area=False)
-                merged = list(sheet.merged_cell_ranges or [])
+                merged = _merged_ranges(sheet.merged_cell_ranges or [])
+                where = f"{self.path.name}, worksheet '{name}'"
+                scan = _Scan(_grid_rows(sheet), self._errors(name), self.header_row)
+                if scan.empty():
+                    raise SourceError(
+                        f"{where}: the worksheet is empty; it needs a header row and rows"
+                    )
+                try:
+                    with gc_paused():  # one row at a time: the sheet is never held whole
+                        rows = rows_from_grid(
+                            scan,
+                            self.header_row,
+                            spec.columns,
+                            spec.key_columns,
+                            spec.status,
+                            where,
+                        )
+                except SourceError as exc:
+                    hint = _merged_header_hint(merged, self.header_row)
+                    if hint and "not found in header row" in str(exc):
+                        raise SourceError(f"{exc}. {hint}") from None
+                    raise
             finally:
                 book.close()
         self._sheet_name = name
-        where = f"{self.path.name}, worksheet '{name}'"
-        if not grid:
-            raise SourceError(f"{where}: the worksheet is empty; it needs a header row and rows")
-        self._mark_errors(grid, name)
-        try:
-            rows = rows_from_grid(
-                grid, self.header_row, spec.columns, spec.key_columns, spec.status, where
-            )
-        except SourceError as exc:
-            hint = _merged_header_hint(merged, self.header_row)
-            if hint and "not found in header row" in str(exc):
-                raise SourceError(f"{exc}. {hint}") from None
-            raise
-        self._check_room(grid, merged, spec, where)
+        self._check_room(scan, merged, spec, where)
         return rows
 
-    def _mark_errors(self, grid: list[list[Any]], name: str) -> None:
-        """Put the error values (#N/A, #REF!...) calamine reads as empty back into ``grid``."""
+    def _errors(self, name: str) -> dict[tuple[int, int], str]:
+        """The cells holding an error value (#N/A, #REF!...), which calamine reads as empty."""
         try:
             with zipfile.ZipFile(self.path) as zf:
-                found = error_cells(zf, find_sheet(zf, name).part)
+                return error_cells(zf, find_sheet(zf, name).part)
         except (PatchUnsupported, zipfile.BadZipFile, zlib.error, KeyError, OSError):
-            return  # a diagnosis only: the read itself went fine
-        for (row, col), code in found.items():
-            if row <= len(grid) and col < len(grid[row - 1]) and grid[row - 1][col] == "":
-                grid[row - 1][col] = CellError(code)
+            return {}  # a diagnosis only: the read itself goes on
 
     def _check_room(
-        self, grid: list[list[Any]], merged: list[Any], spec: ReadSpec, where: str
+        self, scan: _Scan, merged: list[tuple[int, int, int, int]], spec: ReadSpec, where: str
     ) -> None:
         """Fail before anything is sent when the status columns cannot be added."""
-        header = grid[self.header_row - 1]
-        missing = len(spec.status.names()) - len(status_positions(header, spec.status))
+        missing = len(spec.status.names()) - len(status_positions(scan.header, spec.status))
         if not missing:
             return
-        last = _last_used(grid, _merged_ranges(merged))
+        last = max([scan.last] + [c1 for _, _, _, c1 in merged])
         if last + missing >= MAX_COLUMNS:
             raise SourceError(
                 f"{where}: the sheet uses columns up to {column_letter(last)}, so the "
@@ -316,8 +363,8 @@ class ExcelSource:
         self._check_file()
         why = ""
         parts: SheetParts | None = None
-        with _reading(self.path):
-            now = self._sheet_now(spec)
+        with _reading(self.path), gc_paused():
+            now = self._sheet_now(spec, updates)
             with zipfile.ZipFile(self.path) as zf:
                 try:
                     parts = find_sheet(zf, now.name)
@@ -328,7 +375,8 @@ class ExcelSource:
         # match its column names
         floor = max((t[3] for t in parts.tables), default=-1) if parts else -1
         for _ in range(3):
-            plan = self._plan(now, spec, updates, where, floor)
+            with gc_paused():
+                plan = self._plan(now, spec, where, floor)
             if parts is None:
                 break
             try:
@@ -367,54 +415,54 @@ class ExcelSource:
         moved = sum(1 for row, u in plan.placed if row != u.sheet_row)
         return WriteReport(written=len(plan.placed), vanished=list(plan.vanished), moved=moved)
 
-    def _sheet_now(self, spec: ReadSpec) -> _SheetNow:
-        """The header, every row's key and the used width, read with calamine now."""
+    def _sheet_now(self, spec: ReadSpec, updates: Sequence[StatusUpdate]) -> _SheetNow:
+        """The header and the used width, read with calamine now, and each update located by
+        the keys the rows have now."""
         book = python_calamine.CalamineWorkbook.from_path(str(self.path))
         try:
             name = self._pick_sheet(book.sheet_names)
             sheet = book.get_sheet_by_name(name)
             now = _SheetNow(name, merged=_merged_ranges(sheet.merged_cell_ranges or []))
             where = f"{self.path.name}, worksheet '{name}'"
-            key_cols: list[int] = []
-            count = 0
             last = -1
-            for r, cells in enumerate(_grid_rows(sheet), start=1):
-                count = r
-                for j in range(len(cells) - 1, last, -1):
-                    if cells[j] != "":
-                        last = j
-                        break
-                if r == self.header_row:
-                    now.header = list(cells)
-                    index = header_index(now.header, spec.key_columns, where, self.header_row)
-                    key_cols = [index[c] for c in spec.key_columns]
-                elif r > self.header_row:
-                    now.keys.append(
-                        (r, tuple(key_part(cells[c]) if c < len(cells) else "" for c in key_cols))
-                    )
+            count = 0
+
+            def keys() -> Iterator[tuple[int, tuple[str, ...]]]:
+                nonlocal last, count
+                key_cols: list[int] = []
+                for r, cells in enumerate(_grid_rows(sheet), start=1):
+                    count = r
+                    for j in range(len(cells) - 1, last, -1):
+                        if cells[j] != "":
+                            last = j
+                            break
+                    if r == self.header_row:
+                        now.header = list(cells)
+                        index = header_index(now.header, spec.key_columns, where, self.header_row)
+                        key_cols = [index[c] for c in spec.key_columns]
+                    elif r > self.header_row:
+                        n = len(cells)
+                        yield r, tuple([key_part(cells[c]) if c < n else "" for c in key_cols])
+
+            current = list(keys())
             end = sheet.end
             if end is not None and count != end[0] + 1:  # pragma: no cover - calamine changed
                 raise SourceError(f"{where}: python-calamine returned {count} rows, not {end[0]}")
         finally:
-            book.close()
+            book.close()  # calamine holds the whole sheet: let it go before placing
+        now.placed, now.vanished = place_updates(current, updates)
+        del current
         if not now.header:
             header_index([], spec.key_columns, where, self.header_row)
         now.last_used = max([last] + [c1 for _, _, _, c1 in now.merged])
         return now
 
-    def _plan(
-        self,
-        now: _SheetNow,
-        spec: ReadSpec,
-        updates: Sequence[StatusUpdate],
-        where: str,
-        floor: int,
-    ) -> _Plan:
+    def _plan(self, now: _SheetNow, spec: ReadSpec, where: str, floor: int) -> _Plan:
         positions = status_positions(now.header, spec.status)
         last = max(now.last_used, floor)
         status_cols: dict[str, int] = {}
         new: set[int] = set()
-        cells: dict[int, dict[int, str]] = defaultdict(dict)
+        header: dict[int, str] = {}
         for name in spec.status.names():
             if name in positions:
                 status_cols[name] = positions[name]
@@ -422,18 +470,19 @@ class ExcelSource:
             last += 1
             status_cols[name] = last
             new.add(last)
-            cells[self.header_row][last] = name  # a header we were told to use, as text
+            header[last] = name  # a header we were told to use, as text
         if last >= MAX_COLUMNS:
             raise SourceError(
                 f"{where}: the status columns do not fit before Excel's last column, XFD; "
                 "delete unused columns or add the status columns yourself, right of the data. "
                 "The workbook is unchanged"
             )
-        placed, vanished = place_updates(now.keys, updates)
-        for sheet_row, update in placed:
-            row = cells[sheet_row]
-            for col_name, text in update.values.items():
-                row[status_cols[col_name]] = safe_text(text)
+        names = {col: name for name, col in status_cols.items()}
+        cells: dict[int, Mapping[int, str]] = {
+            row: _RowCells(update.values, names) for row, update in now.placed
+        }
+        if header:
+            cells[self.header_row] = header
         merged = _merged_targets(now.merged, cells, set(status_cols.values()))
         if merged:
             raise SourceError(
@@ -442,8 +491,8 @@ class ExcelSource:
                 "is unchanged"
             )
         style_from = min(new) - 1 if new and min(new) > 0 else None
-        patch = SheetPatch(dict(cells), self.header_row, style_from, frozenset(new))
-        return _Plan(patch, placed, list(vanished))
+        patch = SheetPatch(cells, self.header_row, style_from, frozenset(new))
+        return _Plan(patch, now.placed, list(now.vanished))
 
     def _write_with_openpyxl(self, name: str, plan: _Plan) -> None:
         """The slow path: load the whole workbook with openpyxl, set the cells, save."""
@@ -488,18 +537,28 @@ class ExcelSource:
             tmp.unlink(missing_ok=True)
 
 
+class _RowCells(Mapping[int, str]):
+    """The status cells of one row, {column: text}, read from its update when needed (a
+    100,000-row write-back then holds no second copy of the statuses)."""
+
+    __slots__ = ("_names", "_values")
+
+    def __init__(self, values: Mapping[str, str], names: Mapping[int, str]) -> None:
+        self._values = values
+        self._names = names  # column -> status column name, shared by every row
+
+    def __getitem__(self, col: int) -> str:
+        return safe_text(self._values[self._names[col]])
+
+    def __iter__(self) -> Iterator[int]:
+        return (col for col, name in self._names.items() if name in self._values)
+
+    def __len__(self) -> int:
+        return sum(1 for name in self._names.values() if name in self._values)
+
+
 def _merged_ranges(ranges: Sequence[Any]) -> list[tuple[int, int, int, int]]:
     return [(r0, c0, r1, c1) for (r0, c0), (r1, c1) in ranges]
-
-
-def _last_used(grid: Sequence[Sequence[Any]], merged: list[tuple[int, int, int, int]]) -> int:
-    last = -1
-    for cells in grid:
-        for j in range(len(cells) - 1, last, -1):
-            if cells[j] != "":
-                last = j
-                break
-    return max([last] + [c1 for _, _, _, c1 in merged])
 
 
 def _merged_targets(
@@ -520,10 +579,10 @@ def _merged_targets(
     return [f"{column_letter(c)}{r + 1}" for r, c in sorted(hits)]
 
 
-def _merged_header_hint(merged: list[Any], header_row: int) -> str:
+def _merged_header_hint(merged: list[tuple[int, int, int, int]], header_row: int) -> str:
     spans = [
         f"{column_letter(c0)}{r0 + 1}:{column_letter(c1)}{r1 + 1}"
-        for r0, c0, r1, c1 in _merged_ranges(merged)
+        for r0, c0, r1, c1 in merged
         if r0 <= header_row - 1 <= r1 and c1 > c0
     ]
     if not spans:

@@ -432,6 +432,20 @@ class Log10Target:
             )
         return Outcome.failed(f"log10 did not store this feedback ({reason})")
 
+    # -- rules from the platform (optional Target method) -------------------------------
+
+    def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
+        """The feedback task's JSON schema as rules, through ``json_values`` (the same rules
+        for every annotation name: a log10 target writes one task)."""
+        from bridge.platform_rules import from_json_schema
+
+        task = self._load_task()
+        schema = task["json_schema"]
+        return {
+            name: from_json_schema(name, self.config.task_id, schema, self.config.json_values)
+            for name in names
+        }
+
 
 def _json(response: requests.Response) -> Any:
     try:
@@ -448,3 +462,9 @@ def _detail(response: requests.Response) -> str:
                 value = body[key]
                 return (value if isinstance(value, str) else json.dumps(value))[:300]
     return response.text.strip()[:300] or response.reason or "no detail"
+
+
+import typing  # noqa: E402 - below the class: kept apart from the target's own imports
+
+if typing.TYPE_CHECKING:
+    from bridge.platform_rules import PlatformRule

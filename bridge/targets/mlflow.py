@@ -521,10 +521,13 @@ class MlflowTarget:
 
     # -- rules from the platform ----------------------------------------------------------
 
-    def _load_schemas(self) -> None:
-        """Take value types, options and ranges from the experiment's label schemas."""
-        if self._schemas_loaded or not self.config.label_schemas:
-            return
+    def _label_schemas(self) -> list[dict[str, Any]]:
+        """The experiment's label schemas (REST ``label-schemas/list``, every page)."""
+        if not self.experiment:
+            raise ConfigError(
+                "reading MLflow label schemas needs the experiment: set target.experiment "
+                "(its name or id) or MLFLOW_EXPERIMENT_NAME"
+            )
         experiment_id = self.experiment_id()
         token = ""
         schemas: list[dict[str, Any]] = []
@@ -543,12 +546,16 @@ class MlflowTarget:
             schemas.extend(body.get("label_schemas", []))
             token = body.get("next_page_token") or ""
             if not token:
-                break
-        for schema in schemas:
+                return schemas
+
+    def _load_schemas(self) -> None:
+        """Take value types, options and ranges from the experiment's label schemas."""
+        if self._schemas_loaded or not self.config.label_schemas:
+            return
+        for schema in self._label_schemas():
             name = schema.get("name", "")
-            if name not in self._rules:
-                continue
-            self._rules[name] = self._schema_rule(name, schema)
+            if name in self._rules:
+                self._rules[name] = self._schema_rule(name, schema)
         self._schemas_loaded = True
 
     def _schema_rule(self, name: str, schema: Mapping[str, Any]) -> ValueRule:
@@ -725,28 +732,34 @@ class MlflowTarget:
         """
         results: dict[int, Outcome] = {}
         lost: TargetUnreachable | None = None
+        queue = iter(writes)
+        in_flight: dict[Future[Outcome], _Write] = {}
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            futures = {pool.submit(self._write, w): w for w in writes}
-            remaining: set[Future[Outcome]] = set(futures)
+
+            def refill() -> None:
+                # a window, not everything at once: waiting on n futures costs O(n) each time
+                while lost is None and len(in_flight) < 2 * self.config.concurrency:
+                    w = next(queue, None)
+                    if w is None:
+                        return
+                    in_flight[pool.submit(self._write, w)] = w
+
             try:
-                while remaining:
-                    finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                refill()
+                while in_flight:
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    landed = 0
                     for f in finished:
+                        w = in_flight.pop(f)
                         try:
-                            results[futures[f].index] = f.result()
-                        except TargetUnreachable as exc:
+                            results[w.index] = f.result()
+                            landed += 1
+                        except TargetUnreachable as exc:  # keep draining what is in flight
                             lost = lost or exc
-                    done(sum(1 for f in finished if futures[f].index in results))
-                    if lost:  # stop sending; keep what the requests in flight achieve
-                        for f in remaining:
-                            f.cancel()
-                        wait(remaining)
-                        remaining = set()
-                        for f, w in futures.items():
-                            if f.done() and not f.cancelled() and f.exception() is None:
-                                results.setdefault(w.index, f.result())
+                    done(landed)
+                    refill()
             except BaseException:
-                for f in remaining:
+                for f in in_flight:
                     f.cancel()
                 raise
         if lost is not None:
@@ -918,3 +931,220 @@ class MlflowTarget:
                     "(id_kind: trace_id)"
                 )
         return found, problems
+
+    # -- export and rules from the platform (optional Target methods) -------------------
+
+    def _export_experiment(self) -> str:
+        if not self.experiment:
+            raise ConfigError(
+                "export and rules need the experiment: set target.experiment (its name or id) "
+                "or MLFLOW_EXPERIMENT_NAME"
+            )
+        found = self.experiment_id()
+        assert found is not None
+        return found
+
+    def export_records(self, query: ExportQuery) -> typing.Iterator[ExportRecord]:
+        """The experiment's traces, oldest first, page by page (traces/search), with the
+        request and response previews (or, with ``full_text``, the root span's full inputs
+        and outputs from traces/batchGet). Each record carries the names of ``query.names``
+        it already holds as valid assessments of the query's annotator kinds. With
+        ``id_kind: client_request_id`` the id is the request id; traces without one are
+        left out (and said so in the log).
+
+        :raises ConfigError: no experiment, or a filter MLflow refuses.
+        """
+        import logging
+
+        from bridge.export import ExportRecord
+
+        experiment_id = self._export_experiment()
+        clauses: list[str] = []
+        if query.since is not None:
+            clauses.append(f"attributes.timestamp_ms >= {int(query.since.timestamp() * 1000)}")
+        if query.until is not None:
+            clauses.append(f"attributes.timestamp_ms < {int(query.until.timestamp() * 1000)}")
+        clauses.extend(f.strip() for f in query.filters if f.strip())
+        body: dict[str, typing.Any] = {
+            "locations": [
+                {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}}
+            ],
+            "max_results": max(1, min(query.page_size, SEARCH_PAGE)),
+            "order_by": ["timestamp_ms ASC"],
+        }
+        if clauses:
+            body["filter"] = " AND ".join(clauses)
+        sources = {SOURCE_TYPES.get(k, k) for k in query.annotator_kinds}
+        by_request_id = self.config.id_kind == "client_request_id"
+        without_id = 0
+        token = ""
+        while True:
+            if token:
+                body["page_token"] = token
+            response = self._call("POST", f"{API}/traces/search", json=body)
+            if response.status_code != 200:
+                raise ConfigError(
+                    f"MLflow refused the trace search ({response.status_code} "
+                    f"{_error_message(response)}); a --filter is an MLflow search expression, "
+                    "e.g. --filter \"tags.env = 'prod'\""
+                )
+            page = response.json()
+            infos = [i for i in page.get("traces", []) if isinstance(i, dict)]
+            full = (
+                self._export_full([str(i.get("trace_id")) for i in infos])
+                if query.full_text
+                else {}
+            )
+            for info in infos:
+                trace_id = str(info.get("trace_id") or "")
+                rid = str(info.get("client_request_id") or "") if by_request_id else trace_id
+                if not rid:
+                    without_id += 1
+                    continue
+                held = {
+                    str(a.get("assessment_name"))
+                    for a in info.get("assessments") or []
+                    if a.get("valid", True) is not False
+                    and (a.get("source") or {}).get("source_type") in sources
+                    and a.get("assessment_name") in query.names
+                }
+                request, answer = full.get(
+                    trace_id,
+                    (_preview(info.get("request_preview")), _preview(info.get("response_preview"))),
+                )
+                yield ExportRecord(
+                    record_id=rid,
+                    input=request,
+                    output=answer,
+                    start_time=_export_time(info.get("request_time")),
+                    url=f"{self.base_url}/#/experiments/{experiment_id}/traces"
+                    f"?selectedEvaluationId={urllib.parse.quote(trace_id, safe='')}",
+                    annotated=frozenset(held),
+                )
+            token = page.get("next_page_token") or ""
+            if not token or not infos:
+                break
+        if without_id:
+            logging.getLogger(__name__).warning(
+                "%d traces have no client_request_id and were not exported (id_kind: "
+                "client_request_id)",
+                without_id,
+            )
+
+    def _export_full(self, trace_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """The root span's full inputs and outputs of each trace (traces/batchGet)."""
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for part in chunks(trace_ids, IDS_PER_LOOKUP):
+            response = self._call("GET", f"{API}/traces/batchGet", params={"trace_ids": list(part)})
+            if response.status_code != 200:
+                raise ConfigError(
+                    f"MLflow did not return the full traces ({response.status_code} "
+                    f"{_error_message(response)}); export without --full-text to use the "
+                    "previews"
+                )
+            for trace in response.json().get("traces", []):
+                info = trace.get("trace_info") or {}
+                spans = trace.get("spans") or []
+                root = next((sp for sp in spans if not sp.get("parent_span_id")), None)
+                attributes = _span_attributes(root or {})
+                out[str(info.get("trace_id"))] = (
+                    attributes.get("mlflow.spanInputs"),
+                    attributes.get("mlflow.spanOutputs"),
+                )
+        return out
+
+    def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
+        """The rules of the experiment's label schemas with these names."""
+        from bridge.platform_rules import from_mlflow_schema
+
+        experiment_id = self._export_experiment()
+        found: dict[str, PlatformRule] = {}
+        token = ""
+        while True:
+            params: dict[str, typing.Any] = {"experiment_id": experiment_id, "max_results": 100}
+            if token:
+                params["page_token"] = token
+            response = self._call("GET", f"{API}/label-schemas/list", params=params)
+            if response.status_code != 200:
+                raise ConfigError(
+                    f"cannot read the label schemas of experiment '{self.experiment}' "
+                    f"({response.status_code} {_error_message(response)}); this needs MLflow "
+                    "3.14 or later"
+                )
+            body = response.json()
+            for schema in body.get("label_schemas", []):
+                if schema.get("name") in names:
+                    found[str(schema["name"])] = from_mlflow_schema(schema)
+            token = body.get("next_page_token") or ""
+            if not token:
+                return found
+
+
+def _span_attributes(span: Mapping[str, typing.Any]) -> dict[str, str]:
+    """An OpenTelemetry span's attributes as text: a string as it is, anything else as JSON
+    (the way MLflow writes its request and response previews)."""
+    out: dict[str, str] = {}
+    for item in span.get("attributes") or []:
+        value = _any_value(item.get("value") or {})
+        out[str(item.get("key"))] = (
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        )
+    return out
+
+
+def _any_value(value: Mapping[str, typing.Any]) -> typing.Any:
+    """An OpenTelemetry AnyValue (as MLflow's JSON gives it) as a Python value."""
+    for key in ("string_value", "stringValue"):
+        if key in value:
+            return value[key]
+    for key in ("bool_value", "boolValue"):
+        if key in value:
+            return bool(value[key])
+    for key in ("int_value", "intValue"):
+        if key in value:
+            return int(value[key])
+    for key in ("double_value", "doubleValue"):
+        if key in value:
+            return float(value[key])
+    for key in ("kvlist_value", "kvlistValue"):
+        if key in value:
+            pairs = (value[key] or {}).get("values") or []
+            return {str(p.get("key")): _any_value(p.get("value") or {}) for p in pairs}
+    for key in ("array_value", "arrayValue"):
+        if key in value:
+            return [_any_value(v or {}) for v in (value[key] or {}).get("values") or []]
+    return None
+
+
+def _preview(text: typing.Any) -> str | None:
+    """A request or response preview; a JSON string literal (a whole one) as its text."""
+    if not isinstance(text, str):
+        return None
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text  # cut at 1000 characters, or not JSON: as it is
+    return decoded if isinstance(decoded, str) else text
+
+
+def _export_time(value: typing.Any) -> datetime.datetime | None:
+    """An RFC 3339 time (nanoseconds cut to microseconds)."""
+    if not value:
+        return None
+    text = str(value).replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+import datetime  # noqa: E402 - below the class: kept apart from the target's own imports
+import typing  # noqa: E402
+
+if typing.TYPE_CHECKING:
+    from bridge.export import ExportQuery, ExportRecord
+    from bridge.platform_rules import PlatformRule

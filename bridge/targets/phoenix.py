@@ -24,16 +24,21 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from bridge import http
-from bridge.errors import TargetUnreachable
+from bridge.errors import ConfigError, TargetUnreachable
 from bridge.mapping import PhoenixTarget as PhoenixConfig
 from bridge.records import Annotation, Outcome, Status
 from bridge.targets.base import Progress, chunks
+
+if TYPE_CHECKING:
+    from bridge.export import ExportQuery, ExportRecord
+    from bridge.platform_rules import PlatformRule
 
 DEFAULT_URL = "http://localhost:6006"
 PLATFORM = "Phoenix"
@@ -332,6 +337,167 @@ class PhoenixTarget:
             pass
         m = _MISSING.search(text)
         return {p.strip() for p in m.group(1).split(",")} if m else set()
+
+    # -- export and rules from the platform (optional Target methods) -------------------
+
+    def export_records(self, query: ExportQuery) -> Iterator[ExportRecord]:
+        """The project's root spans (every span with ``roots_only`` False), oldest first,
+        page by page; for ``annotate: trace``, its traces (one per root span). Each record
+        carries the names of ``query.names`` it already holds from ``query.annotator_kinds``.
+
+        :raises ConfigError: unknown project, a filter Phoenix refuses, or ``annotate: session``.
+        """
+        from bridge.export import ExportRecord
+
+        if self.kind == "session":
+            raise ConfigError(
+                "export lists spans or traces; sessions cannot be exported yet: set "
+                "target.annotate to span or trace to export, or fill the session ids by hand"
+            )
+        project = urllib.parse.quote(self.project, safe="")
+        project_id = self._export_project_id()
+        params: dict[str, Any] = {
+            "limit": max(1, min(query.page_size, MAX_IDS_PER_GET)),
+            "sort": "start_time",
+            "order": "asc",
+        }
+        if query.roots_only or self.kind == "trace":
+            params["parent_id"] = "null"
+        if query.since is not None:
+            params["start_time"] = query.since.isoformat()
+        if query.until is not None:
+            params["end_time"] = query.until.isoformat()
+        if query.filters:
+            params["attribute"] = list(query.filters)
+        cursor: str | None = None
+        while True:
+            if cursor:
+                params["cursor"] = cursor
+            response = self._call("GET", f"/v1/projects/{project}/spans", params=params)
+            if response.status_code != 200:
+                raise ConfigError(
+                    f"Phoenix refused to list the spans of project '{self.project}' "
+                    f"({response.status_code}: {_detail(response.text)}); a --filter is "
+                    "key:value on a span attribute, e.g. --filter metadata.tier:gold"
+                )
+            body = response.json()
+            spans = [s for s in body.get("data", []) if isinstance(s, dict)]
+            ids = [self._export_id(s) for s in spans]
+            held = self._export_held(sorted(set(ids)), query)
+            for span, rid in zip(spans, ids, strict=True):
+                attributes = span.get("attributes") or {}
+                context = span.get("context") or {}
+                url = None
+                if project_id and context.get("trace_id"):
+                    url = (
+                        f"{self.base_url}/projects/{urllib.parse.quote(project_id, safe='')}"
+                        f"/traces/{urllib.parse.quote(context['trace_id'], safe='')}"
+                    )
+                    if span.get("id"):
+                        url += "?selectedSpanNodeId=" + urllib.parse.quote(span["id"], safe="")
+                yield ExportRecord(
+                    record_id=rid,
+                    input=_export_text(attributes.get("input.value")),
+                    output=_export_text(attributes.get("output.value")),
+                    start_time=_export_time(span.get("start_time")),
+                    url=url,
+                    annotated=frozenset(held.get(rid, ())),
+                )
+            cursor = body.get("next_cursor")
+            if not cursor or not spans:
+                return
+
+    def _export_id(self, span: Mapping[str, Any]) -> str:
+        context = span.get("context") or {}
+        return str(context.get("trace_id" if self.kind == "trace" else "span_id") or "")
+
+    def _export_project_id(self) -> str | None:
+        """The project's GlobalID (for links into Phoenix's UI)."""
+        project = urllib.parse.quote(self.project, safe="")
+        response = self._call("GET", f"/v1/projects/{project}")
+        if response.status_code == 404:
+            listing = self._call("GET", "/v1/projects", params={"limit": 100})
+            names = []
+            if listing.status_code == 200:
+                names = [str(p.get("name")) for p in listing.json().get("data", [])]
+            known = f" (projects: {', '.join(names)})" if names else ""
+            raise ConfigError(
+                f"Phoenix at {self.base_url} has no project '{self.project}'{known}; set "
+                "target.project (or PHOENIX_PROJECT_NAME) to the project of the traces"
+            )
+        if response.status_code != 200:
+            return None
+        data = response.json().get("data") or {}
+        return str(data["id"]) if data.get("id") else None
+
+    def _export_held(self, ids: Sequence[str], query: ExportQuery) -> dict[str, set[str]]:
+        """Which of ``query.names`` each record already holds (by the query's annotator kinds)."""
+        held: dict[str, set[str]] = {}
+        if not ids or not query.names:
+            return held
+        field = "span_ids" if self.kind == "span" else "trace_ids"
+        path = f"/v1/projects/{urllib.parse.quote(self.project, safe='')}/{self.kind}_annotations"
+        for part in chunks(list(ids), MAX_IDS_PER_GET):
+            cursor: str | None = None
+            while True:
+                params: dict[str, Any] = {
+                    field: list(part),
+                    "include_annotation_names": list(query.names),
+                    "limit": 10_000,
+                }
+                if cursor:
+                    params["cursor"] = cursor
+                response = self._call("GET", path, params=params)
+                if response.status_code == 404:
+                    break  # none of these records is in the project (yet): none labelled
+                if response.status_code != 200:
+                    raise ConfigError(
+                        f"Phoenix refused to list annotations ({response.status_code}: "
+                        f"{_detail(response.text)})"
+                    )
+                body = response.json()
+                for row in body.get("data", []):
+                    if row.get("annotator_kind") in query.annotator_kinds:
+                        rid = row.get(_ID_FIELD[self.kind])
+                        held.setdefault(str(rid), set()).add(str(row.get("name")))
+                cursor = body.get("next_cursor")
+                if not cursor:
+                    break
+        return held
+
+    def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
+        """The rules of the Phoenix annotation configs with these names (absent: no config)."""
+        from bridge.platform_rules import from_phoenix_config
+
+        found: dict[str, PlatformRule] = {}
+        for name in names:
+            response = self._call(
+                "GET", f"/v1/annotation_configs/{urllib.parse.quote(name, safe='')}"
+            )
+            if response.status_code == 404:
+                continue
+            if response.status_code != 200:
+                raise ConfigError(
+                    f"Phoenix did not return the annotation config '{name}' "
+                    f"({response.status_code}: {_detail(response.text)})"
+                )
+            found[name] = from_phoenix_config(response.json().get("data") or {})
+        return found
+
+
+def _export_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _export_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _detail(text: str) -> str:
