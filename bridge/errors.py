@@ -68,6 +68,12 @@ class SourceUnavailable(UnavailableError):
 class TargetUnreachable(UnavailableError):
     """The platform did not answer, or answered with a server error, after retries."""
 
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        # True when nothing answered at all (connection refused): the server is down, as
+        # opposed to one request that timed out or got a 5xx.
+        self.refused = refused
+
 
 class AuthRefused(UnavailableError):
     """The platform refused our credentials (401/403)."""

@@ -118,7 +118,8 @@ def request(
             raise _timed_out(platform, url) from None
         raise TargetUnreachable(
             f"cannot reach {platform} at {redact(url)} ({_reason(exc)}); is it running, and is "
-            "the URL right? Nothing was lost: run again when it is up"
+            "the URL right? Nothing was lost: run again when it is up",
+            refused=True,
         ) from None
     except requests.exceptions.RequestException as exc:
         raise TargetUnreachable(f"{platform} request failed: {_reason(exc)}") from None

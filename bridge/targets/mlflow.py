@@ -41,12 +41,15 @@ from bridge import http
 from bridge.errors import ConfigError, MappingError, TargetUnreachable
 from bridge.mapping import AnnotationSpec
 from bridge.mapping import MlflowTarget as MlflowConfig
-from bridge.records import Annotation, Outcome
+from bridge.records import Annotation, Outcome, Status
 from bridge.targets.base import Progress, chunks
 
 DEFAULT_URL = "http://localhost:5000"
 PLATFORM = "MLflow"
 API = "/api/3.0/mlflow"
+# Writes that fail one after the other (each after its own retries) before the run stops
+# sending: one bad answer fails its row; this many in a row means MLflow is down.
+STOP_AFTER_FAILURES = 8
 API2 = "/api/2.0/mlflow"
 # Column sizes of MLflow's assessments table (VARCHAR): longer values fail on Postgres/MySQL
 # and pass on SQLite, so they are refused here for every backend.
@@ -732,6 +735,7 @@ class MlflowTarget:
         """
         results: dict[int, Outcome] = {}
         lost: TargetUnreachable | None = None
+        failures_in_a_row = 0
         queue = iter(writes)
         in_flight: dict[Future[Outcome], _Write] = {}
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
@@ -754,8 +758,16 @@ class MlflowTarget:
                         try:
                             results[w.index] = f.result()
                             landed += 1
-                        except TargetUnreachable as exc:  # keep draining what is in flight
-                            lost = lost or exc
+                            failures_in_a_row = 0
+                        except TargetUnreachable as exc:
+                            # One write that failed after its retries fails its row only
+                            # (retried next run, safe: the id is ours); many in a row mean
+                            # MLflow is down: stop sending, keep draining what is in flight.
+                            failures_in_a_row += 1
+                            if exc.refused or failures_in_a_row >= STOP_AFTER_FAILURES:
+                                lost = lost or exc
+                            else:
+                                results[w.index] = Outcome.failed(str(exc))
                     done(landed)
                     refill()
             except BaseException:
@@ -763,8 +775,8 @@ class MlflowTarget:
                     f.cancel()
                 raise
         if lost is not None:
-            if not results:
-                raise lost
+            if all(o.status == Status.FAILED for o in results.values()):
+                raise lost  # nothing landed: the run is "unreachable", exit 3
             gone = Outcome.failed(f"MLflow stopped answering during the sync ({lost})")
             for w in writes:
                 results.setdefault(w.index, gone)
