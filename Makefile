@@ -70,6 +70,7 @@ bench: install servers
 	$(BIN)/python benchmarks/phoenix_throughput.py
 	$(BIN)/python benchmarks/mlflow_throughput.py
 	$(BIN)/python benchmarks/gsheets_requests.py
+	$(BIN)/python benchmarks/excel_bulk.py
 
 clean:
 	rm -rf $(VENV) .cache examples/.phoenix-data

@@ -123,6 +123,9 @@ def seed(url: str, project: str, count: int, seed_value: int, api_key: str | Non
                 },
             ) as llm:
                 pass
+        if i % 200 == 199:
+            # The batch processor's queue holds 2048 spans and drops the rest silently.
+            provider.force_flush()
         ctx = root.get_span_context()
         records.append(
             {
