@@ -953,7 +953,8 @@ class MlflowTarget:
                 "or MLFLOW_EXPERIMENT_NAME"
             )
         found = self.experiment_id()
-        assert found is not None
+        if found is None:  # pragma: no cover - experiment_id() raises when it finds none
+            raise ConfigError(f"MLflow has no experiment '{self.experiment}'")
         return found
 
     def export_records(self, query: ExportQuery) -> typing.Iterator[ExportRecord]:
@@ -1069,27 +1070,12 @@ class MlflowTarget:
         """The rules of the experiment's label schemas with these names."""
         from bridge.platform_rules import from_mlflow_schema
 
-        experiment_id = self._export_experiment()
-        found: dict[str, PlatformRule] = {}
-        token = ""
-        while True:
-            params: dict[str, typing.Any] = {"experiment_id": experiment_id, "max_results": 100}
-            if token:
-                params["page_token"] = token
-            response = self._call("GET", f"{API}/label-schemas/list", params=params)
-            if response.status_code != 200:
-                raise ConfigError(
-                    f"cannot read the label schemas of experiment '{self.experiment}' "
-                    f"({response.status_code} {_error_message(response)}); this needs MLflow "
-                    "3.14 or later"
-                )
-            body = response.json()
-            for schema in body.get("label_schemas", []):
-                if schema.get("name") in names:
-                    found[str(schema["name"])] = from_mlflow_schema(schema)
-            token = body.get("next_page_token") or ""
-            if not token:
-                return found
+        self._export_experiment()  # says what to set when there is no experiment
+        return {
+            str(schema["name"]): from_mlflow_schema(schema)
+            for schema in self._label_schemas()
+            if schema.get("name") in names
+        }
 
 
 def _span_attributes(span: Mapping[str, typing.Any]) -> dict[str, str]:
