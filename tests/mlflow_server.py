@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, free_port, launch
 
 DEFAULT_MLFLOW_PYTHON = ROOT / ".cache" / "servers" / "mlflow" / "bin" / "python"
 API = "/api/3.0/mlflow"
@@ -102,29 +102,16 @@ class MlflowServer:
             env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
             env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", "annobridge-tests-csrf-key-0123")
             cmd += ["--app-name", "basic-auth"]
-        log = open(self.workdir / "mlflow.log", "ab")  # noqa: SIM115 - owned by the process
-        self.process = subprocess.Popen(
+        self.process = launch(
             cmd,
             env=env,
+            workdir=self.workdir,
             cwd=self.workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            name="MLflow",
+            health_url=f"{self.url}/health",
+            timeout=timeout,
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"MLflow exited at start; see {self.workdir / 'mlflow.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"MLflow did not start in {timeout}s; see {self.workdir}/mlflow.log")
+        return self
 
     def stop(self) -> None:
         """SIGTERM the server; its workers and job runner are in the group it leads."""

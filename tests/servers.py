@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +40,40 @@ def phoenix_python() -> Path:
     return path
 
 
+def launch(
+    cmd: list[str],
+    *,
+    env: dict[str, str],
+    workdir: Path,
+    name: str,
+    health_url: str,
+    timeout: float,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a server in its own session, logging to ``workdir/<name>.log``, and wait until
+    ``health_url`` answers 200; a server that exits or stays silent fails with its log."""
+    log_path = workdir / f"{name.lower()}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - owned by the process
+    process = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited at start; see {log_path}")
+        try:
+            with urllib.request.urlopen(health_url, timeout=2) as r:
+                if r.status == 200:
+                    return process
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    os.killpg(process.pid, signal.SIGKILL)  # the server and any workers it started
+    process.wait(timeout=10)
+    raise RuntimeError(f"{name} did not start in {timeout}s; see {log_path}")
+
+
 @dataclass
 class PhoenixServer:
     """A Phoenix process on 127.0.0.1 with its data in ``workdir``."""
@@ -67,28 +102,15 @@ class PhoenixServer:
             "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
             **self.env,
         }
-        log = open(self.workdir / "phoenix.log", "ab")  # noqa: SIM115 - owned by the process
-        self.process = subprocess.Popen(
+        self.process = launch(
             [str(python.parent / "phoenix"), "serve"],
             env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            workdir=self.workdir,
+            name="Phoenix",
+            health_url=f"{self.url}/healthz",
+            timeout=timeout,
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Phoenix exited at start; see {self.workdir / 'phoenix.log'}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"Phoenix did not start in {timeout}s; see {self.workdir}/phoenix.log")
+        return self
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
