@@ -131,7 +131,10 @@ def _read_spec(mapping: Mapping) -> ReadSpec:
         if c not in columns:
             columns.append(c)
     return ReadSpec(
-        columns=columns, key_columns=mapping.key_columns(), status=mapping.status.columns()
+        columns=columns,
+        key_columns=mapping.key_columns(),
+        status=mapping.status.columns(),
+        number_columns=[a.score_column for a in mapping.annotations if a.score_column],
     )
 
 

@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
 import pandas as pd
@@ -131,8 +131,9 @@ class _Normalizer:
                 if re.fullmatch(r"-?\d+,\d+", text):
                     hint = f"; use a decimal point: {text.replace(',', '.')}"
                 return None, f"{col} '{_shown(text)}' is not a number{hint}"
-        elif isinstance(value, datetime | date):
-            return None, f"{col} is a date ({value}), not a number; format the column as a number"
+        elif isinstance(value, datetime | date | time):
+            what = "a time" if isinstance(value, time) else "a date"
+            return None, f"{col} is {what} ({value}), not a number; format the column as a number"
         else:
             return None, f"{col} '{_shown(value)}' is not a number"
         if math.isnan(number) or math.isinf(number):
@@ -153,9 +154,10 @@ class _Normalizer:
                 f"{col} is a number ({_num(value)}), not a {self.kind} id; format the column as "
                 "text and paste the id again"
             )
-        if isinstance(value, datetime | date):
+        if isinstance(value, datetime | date | time):
+            what = "a time" if isinstance(value, time) else "a date"
             return None, (
-                f"{col} is a date ({value}), not a {self.kind} id; format the column as text "
+                f"{col} is {what} ({value}), not a {self.kind} id; format the column as text "
                 "and paste the id again"
             )
         return str(value).strip(), None

@@ -11,7 +11,14 @@ against it):
   for reads and writes alike;
 - UNFORMATTED_VALUE gives typed JSON (booleans, numbers, percentages as fractions), dates as
   serial numbers unless dateTimeRenderOption=FORMATTED_STRING; FORMULA gives formula text;
-- RAW stores text as it is; USER_ENTERED parses it as if typed (formulas, numbers, TRUE).
+- RAW stores text as it is; USER_ENTERED parses it as if typed (formulas, numbers, TRUE);
+- spreadsheets.get applies the ``fields`` mask (partial response: only the fields asked for,
+  an emptied message left out, list items kept in place as ``{}``) and, with ``ranges``, answers
+  only the sheets they are on; grid data (with ``includeGridData=true`` or a mask that asks for
+  ``data``) is one GridData per range, startRow/startColumn left out when 0, trailing empty
+  rows and cells cut, an empty cell ``{}``. Date, DateTime, Time and Percent cells carry the
+  number format Sheets gives a typed date, date-time, time or percentage (DATE, DATE_TIME,
+  TIME, PERCENT); other cells have none.
 
 Endpoints: spreadsheets.get, spreadsheets.batchUpdate (addSheet, deleteSheet,
 updateSheetProperties, setDataValidation, appendDimension, insertDimension,
@@ -32,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from datetime import time as time_of_day
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -42,23 +50,61 @@ _EPOCH = datetime(1899, 12, 30)
 # --- typed cells -----------------------------------------------------------------------------
 
 
+def _serial_of(when: datetime) -> int | float:
+    days = (when - _EPOCH).total_seconds() / 86400
+    return int(days) if days.is_integer() else days
+
+
 @dataclass(frozen=True)
 class Date:
-    """A date or date-time cell, shown as ``yyyy-mm-dd[ hh:mm:ss]``."""
+    """A date cell (number format DATE, as Sheets gives a typed 2020-01-01), shown yyyy-mm-dd.
+
+    A datetime keeps its time of day in the serial number but shows the date only, as a
+    date-time formatted as a date does (=NOW() in a date column).
+    """
 
     value: date | datetime
+    number_format = ("DATE", "yyyy-mm-dd")
 
     def serial(self) -> int | float:
         when = self.value
         if not isinstance(when, datetime):
             when = datetime(when.year, when.month, when.day)
-        days = (when - _EPOCH).total_seconds() / 86400
-        return int(days) if days.is_integer() else days
+        return _serial_of(when)
 
     def formatted(self) -> str:
-        if isinstance(self.value, datetime):
-            return self.value.strftime("%Y-%m-%d %H:%M:%S")
-        return self.value.isoformat()
+        return self.value.strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class DateTime:
+    """A date-time cell (number format DATE_TIME), shown ``yyyy-mm-dd hh:mm:ss``."""
+
+    value: datetime
+    number_format = ("DATE_TIME", "yyyy-mm-dd hh:mm:ss")
+
+    def serial(self) -> int | float:
+        return _serial_of(self.value)
+
+    def formatted(self) -> str:
+        return self.value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class Time:
+    """A time-of-day cell (number format TIME): the fraction of a day, shown ``hh:mm:ss``."""
+
+    value: time_of_day
+    number_format = ("TIME", "hh:mm:ss")
+
+    def serial(self) -> int | float:
+        return _serial_of(datetime.combine(_EPOCH.date(), self.value))
+
+    def formatted(self) -> str:
+        return self.value.strftime("%H:%M:%S")
+
+
+_DATED = (Date, DateTime, Time)
 
 
 @dataclass(frozen=True)
@@ -66,6 +112,7 @@ class Percent:
     """A number formatted as a percentage: 0.45 shows as 45%."""
 
     value: float
+    number_format = ("PERCENT", "0%")
 
 
 @dataclass(frozen=True)
@@ -87,7 +134,7 @@ def render(cell: Any, value_option: str, date_option: str) -> Any:
         return ""
     if isinstance(cell, bool):
         return ("TRUE" if cell else "FALSE") if formatted else cell
-    if isinstance(cell, Date):
+    if isinstance(cell, _DATED):
         if formatted or date_option == "FORMATTED_STRING":
             return cell.formatted()
         return cell.serial()
@@ -162,6 +209,147 @@ def user_entered(value: Any) -> Any:
 
 def _empty(cell: Any) -> bool:
     return cell is None or cell == ""
+
+
+# --- grid data (spreadsheets.get) --------------------------------------------------------------
+
+
+def _extended(value: Any) -> dict[str, Any] | None:
+    """An ExtendedValue: how grid data gives a value (None for no value)."""
+    if _empty(value):
+        return None
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, _DATED):
+        return {"numberValue": value.serial()}
+    if isinstance(value, Percent):
+        return {"numberValue": _number(value.value)}
+    if isinstance(value, int | float):
+        return {"numberValue": _number(value)}
+    return {"stringValue": str(value)}
+
+
+# The format every cell has unless it was given another (a new spreadsheet's defaultFormat).
+_DEFAULT_FORMAT: dict[str, Any] = {
+    "backgroundColor": {"red": 1, "green": 1, "blue": 1},
+    "padding": {"top": 2, "right": 3, "bottom": 2, "left": 3},
+    "horizontalAlignment": "LEFT",
+    "verticalAlignment": "BOTTOM",
+    "wrapStrategy": "OVERFLOW_CELL",
+    "textFormat": {"fontFamily": "Arial", "fontSize": 10, "bold": False, "italic": False},
+    "hyperlinkDisplayType": "PLAIN_TEXT",
+}
+
+
+def cell_data(cell: Any) -> dict[str, Any]:
+    """A cell as grid data gives it (CellData): ``{}`` for an empty cell.
+
+    A typed date, date-time, time or percentage carries the number format Sheets gave it
+    (userEnteredFormat and effectiveFormat); a plain number, text or checkbox has none.
+    """
+    formula = cell.text if isinstance(cell, Formula) else None
+    value = cell.value if isinstance(cell, Formula) else cell
+    effective = _extended(value)
+    if formula is None and effective is None:
+        return {}
+    out: dict[str, Any] = {"userEnteredValue": {"formulaValue": formula} if formula else effective}
+    if effective is not None:
+        out["effectiveValue"] = effective
+        out["formattedValue"] = render(value, "FORMATTED_VALUE", "FORMATTED_STRING")
+    kind = getattr(value, "number_format", None)
+    look = dict(_DEFAULT_FORMAT)
+    if kind is not None:
+        number = {"type": kind[0], "pattern": kind[1]}
+        out["userEnteredFormat"] = {"numberFormat": number}
+        look["numberFormat"] = number
+    out["effectiveFormat"] = look  # a plain number's automatic format has no numberFormat
+    return out
+
+
+def grid_data(sheet: Sheet, r0: int, c0: int, r1: int, c1: int) -> dict[str, Any]:
+    """One GridData: the cells of a range, trailing empty rows and cells cut."""
+    rows: list[dict[str, Any]] = []
+    for r in range(r0, r1 + 1):
+        cells = [cell_data(sheet.get(r, c)) for c in range(c0, c1 + 1)]
+        while cells and not cells[-1]:
+            cells.pop()
+        rows.append({"values": cells} if cells else {})
+    while rows and not rows[-1]:
+        rows.pop()
+    out: dict[str, Any] = {}
+    if r0:
+        out["startRow"] = r0
+    if c0:
+        out["startColumn"] = c0
+    if rows:
+        out["rowData"] = rows
+    out["rowMetadata"] = [{"pixelSize": 21} for _ in range(r0, r1 + 1)]
+    out["columnMetadata"] = [{"pixelSize": 100} for _ in range(c0, c1 + 1)]
+    return out
+
+
+_FIELD_PATH = re.compile(r"[A-Za-z_]\w*(?:[./][A-Za-z_]\w*)*")
+Mask = dict[str, Any]  # field name -> its own mask, or None for all of it
+
+
+def parse_fields(text: str) -> Mask:
+    """A partial-response field mask (``sheets.properties(title),sheets(data(startRow))``)."""
+    pos = 0
+
+    def add(mask: Mask, path: list[str], sub: Mask | None) -> None:
+        name = path[0]
+        if name in mask and mask[name] is None:
+            return  # all of it was asked for already
+        if len(path) > 1:
+            add(mask.setdefault(name, {}), path[1:], sub)
+        elif sub is None:
+            mask[name] = None
+        else:
+            child = mask.setdefault(name, {})
+            for key, value in sub.items():
+                add(child, [key], value)
+
+    def items() -> Mask:
+        nonlocal pos
+        out: Mask = {}
+        while True:
+            match = _FIELD_PATH.match(text, pos)
+            if match is None:
+                raise bad_request(f"Invalid field selection {text}")
+            pos = match.end()
+            sub: Mask | None = None
+            if text.startswith("(", pos):
+                pos += 1
+                sub = items()
+                if not text.startswith(")", pos):
+                    raise bad_request(f"Invalid field selection {text}")
+                pos += 1
+            add(out, re.split(r"[./]", match.group(0)), sub)
+            if not text.startswith(",", pos):
+                return out
+            pos += 1
+
+    mask = items()
+    if pos != len(text):
+        raise bad_request(f"Invalid field selection {text}")
+    return mask
+
+
+def apply_fields(value: Any, mask: Mask | None) -> Any:
+    """Only the fields ``mask`` asks for; a message left empty is left out, list items stay."""
+    if mask is None:
+        return value
+    if isinstance(value, list):
+        return [apply_fields(v, mask) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in mask:
+            kept = apply_fields(item, mask[key])
+            if kept != {} and kept != []:
+                out[key] = kept
+    return out
 
 
 # --- A1 ----------------------------------------------------------------------------------------
@@ -337,7 +525,7 @@ class Recorded:
 
     method: str
     path: str
-    kind: str  # metadata | read | write | structure | token
+    kind: str  # metadata | formats | read | write | structure | token
     query: dict[str, list[str]]
     body: bytes
     status: int = 0
@@ -465,6 +653,11 @@ class SheetsStandIn:
         assert sheet is not None, f"no tab {title!r}"
         return sheet
 
+    def ranges_asked(self, kind: str = "formats") -> list[list[str]]:
+        """The ``ranges`` of each request of ``kind`` received, in order."""
+        with self.lock:
+            return [r.query.get("ranges", []) for r in self.log if r.kind == kind]
+
     def count(self, kind: str | None = None) -> int:
         """Requests received (of one kind), the OAuth token endpoint not included."""
         with self.lock:
@@ -541,7 +734,7 @@ class SheetsStandIn:
     ) -> tuple[int, Any, dict[str, str]]:
         parts = urlsplit(target)
         query = parse_qs(parts.query, keep_blank_values=True)
-        kind = _kind(method, parts.path)
+        kind = _kind(method, parts.path, query)
         record = Recorded(method, parts.path, kind, query, body)
         with self.lock:
             self.log.append(record)
@@ -617,7 +810,7 @@ class SheetsStandIn:
         payload = json.loads(body) if body else {}
         if not rest:
             if method == "GET":
-                return self._book(head, False).metadata()
+                return self._spreadsheet(self._book(head, False), query)
             if method == "POST" and head.endswith(":batchUpdate"):
                 return self._structure(self._book(head[: -len(":batchUpdate")], True), payload)
         elif rest[0] == "values:batchGet" and method == "GET":
@@ -641,6 +834,37 @@ class SheetsStandIn:
                 option = (query.get("valueInputOption") or [""])[0]
                 return self._update(book, unquote(raw), payload, option)
         raise ApiError(404, f"Method not found: {method} {path}", "NOT_FOUND")
+
+    # -- spreadsheets.get --
+
+    def _spreadsheet(self, book: Spreadsheet, query: dict[str, list[str]]) -> Any:
+        """The spreadsheet: metadata, the grid data of ``ranges`` if asked for, ``fields`` applied.
+
+        Grid data comes with includeGridData=true, or when a ``fields`` mask names it (the mask
+        wins: includeGridData is then ignored, as Google documents).
+        """
+        fields = (query.get("fields") or [""])[0]
+        mask = parse_fields(fields) if fields else None
+        if mask is not None:
+            sheets_mask = mask.get("sheets", {})
+            with_data = "sheets" in mask and (sheets_mask is None or "data" in sheets_mask)
+        else:
+            with_data = (query.get("includeGridData") or ["false"])[0].lower() == "true"
+        answer = book.metadata()
+        ranges = [book.resolve(text) for text in query.get("ranges", [])]
+        if ranges or with_data:
+            sheets = []
+            for sheet in book.sheets:
+                mine = [r for r in ranges if r[0] is sheet]
+                if ranges and not mine:
+                    continue  # only the sheets the ranges are on
+                entry: dict[str, Any] = {"properties": sheet.properties()}
+                if with_data:
+                    parts = mine or [(sheet, 0, 0, sheet.rows - 1, sheet.cols - 1)]
+                    entry["data"] = [grid_data(*part) for part in parts]
+                sheets.append(entry)
+            answer["sheets"] = sheets
+        return apply_fields(answer, mask)
 
     # -- values --
 
@@ -852,12 +1076,14 @@ class SheetsStandIn:
         raise bad_request(f"Invalid requests[0]: unsupported request {name}")
 
 
-def _kind(method: str, path: str) -> str:
+def _kind(method: str, path: str, query: dict[str, list[str]]) -> str:
     if path == "/token":
         return "token"
     segments = path.split("/")
     if len(segments) == 4:
-        return "structure" if method == "POST" else "metadata"
+        if method == "POST":
+            return "structure"
+        return "formats" if query.get("ranges") else "metadata"  # cells' formats, or the tabs
     tail = segments[4] if len(segments) > 4 else ""
     if tail in ("values:batchGet", "values:batchGetByDataFilter") or (
         tail == "values" and method == "GET"

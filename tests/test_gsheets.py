@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date
+from datetime import date, datetime
+from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,23 @@ from bridge.records import Annotation, Outcome, Row, StatusColumns, StatusUpdate
 from bridge.sources import open_source
 from bridge.sources.base import ReadSpec
 from bridge.sources.gsheets import GSheetsSource, RetryPolicy
-from tests.sheets_standin import Date, Formula, Percent, SheetsStandIn, serial, user_entered
+from tests.sheets_standin import (
+    Date,
+    DateTime,
+    Formula,
+    Percent,
+    SheetsStandIn,
+    Time,
+    serial,
+    user_entered,
+)
 
 KEY = "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"
 URL = f"https://docs.google.com/spreadsheets/d/{KEY}/edit"
 HEADER = ["span_id", "label", "score", "explanation", "annotator"]
 STATUS = StatusColumns()
-SPEC = ReadSpec(columns=HEADER, key_columns=["span_id", "annotator"], status=STATUS)
+# as the pipeline asks: the score column is where numbers are expected
+SPEC = ReadSpec(HEADER, ["span_id", "annotator"], STATUS, number_columns=["score"])
 
 
 def span(n: int) -> str:
@@ -128,20 +139,25 @@ def test_read_is_typed_ids_stay_text(standin: SheetsStandIn, make_source: MakeSo
         ],
     )
     spec = ReadSpec(
-        columns=[*HEADER, "reviewed", "labelled_on"], key_columns=["span_id"], status=STATUS
+        columns=[*HEADER, "reviewed", "labelled_on"],
+        key_columns=["span_id"],
+        status=STATUS,
+        number_columns=["score"],
     )
     rows = make_source().read(spec)
     first, second, third = (r.values for r in rows)
     assert first["span_id"] == "8085807e40000000"  # gspread's get_all_records makes this inf
     assert first["score"] == 0.45 and first["reviewed"] is True
-    assert first["labelled_on"] == serial(date(2025, 1, 2)) == 45659
+    assert first["labelled_on"] == date(2025, 1, 2)  # read as its serial number, 45659
     assert second["span_id"] == "00123" and second["label"] == "1e5"
     assert second["explanation"] == '=HYPERLINK("http://x")' and second["annotator"] == "@x"
     assert second["reviewed"] is False and second["labelled_on"] is None
     assert third["span_id"] == "1e5" and third["label"] == "+1" and third["explanation"] == "-2"
-    [request] = standin.log
-    assert request.query["valueRenderOption"] == ["UNFORMATTED_VALUE"]
-    assert request.query["dateTimeRenderOption"] == ["SERIAL_NUMBER"]
+    read, formats = standin.log
+    assert read.query["valueRenderOption"] == ["UNFORMATTED_VALUE"]
+    assert read.query["dateTimeRenderOption"] == ["SERIAL_NUMBER"]
+    assert serial(date(2025, 1, 2)) == 45659 and formats.kind == "formats"
+    assert formats.query["ranges"] == ["'Labels'!G2"]  # the one number that may be a date
 
 
 def test_formula_cells_read_as_their_value(standin: SheetsStandIn, make_source: MakeSource) -> None:
@@ -784,3 +800,235 @@ def test_summary_reports_rows_deleted_during_the_sync(
     result = run(mapping(tmp_path), source=make_source(), target=target)
     assert result.vanished_rows == [3] and result.statuses_written == 3
     assert json.loads(json.dumps(result.to_json()))["vanished_rows"] == [3]
+
+
+# --- dates are dates ---------------------------------------------------------------------------
+
+
+def test_dates_typed_in_the_sheet_are_dates_in_a_sync(
+    standin: SheetsStandIn, make_source: MakeSource, tmp_path: Path
+) -> None:
+    """The values read gives a date as its serial number; one more request tells them apart."""
+    standin.put(
+        KEY,
+        "Labels",
+        [
+            HEADER,
+            [Date(date(2020, 1, 1)), "correct", 0.5, "", "a@x"],  # a date pasted as the id
+            [span(2), "correct", Date(date(2020, 1, 1)), "", "a@x"],  # a date as the score
+            [span(3), "correct", 1, Date(date(1999, 1, 2)), "a@x"],
+            [span(4), "incorrect", 0.5, DateTime(datetime(2020, 1, 1, 14, 30)), "a@x"],
+            [span(5), "correct", 0, Time(time_of_day(14, 30)), "a@x"],
+            [span(6), "correct", 0.5, "plain", "a@x"],
+            [Time(time_of_day(9, 15)), "correct", 0.5, "", "a@x"],  # a time as the id
+        ],
+    )
+    target = FakeTarget()
+    result = run(mapping(tmp_path), source=make_source(), target=target)
+    assert result.counts["synced"] == 4 and result.counts["invalid"] == 3
+    sent = {a.target_id: a.explanation for a in target.sent}
+    assert sent == {
+        span(3): "1999-01-02",  # not "36162"
+        span(4): "2020-01-01T14:30:00",
+        span(5): "14:30:00",
+        span(6): "plain",
+    }
+    # invalid rows get their status although their key holds a serial number: the key
+    # re-read before writing gets serial numbers too, so each row is found again
+    status = standin.column(KEY, "Labels", "sync_status")
+    message = standin.column(KEY, "Labels", "sync_message")
+    assert status[:2] == ["invalid", "invalid"]
+    assert "span_id is a date (2020-01-01), not a span id" in message[0]
+    assert "score is a date (2020-01-01), not a number" in message[1]
+    assert status[2:] == ["synced"] * 4 + ["invalid"]
+    assert "span_id is a time (09:15:00), not a span id" in message[6]
+    # the sheet has dates: one request more than the 3 of a sync, for those cells only
+    assert [r.kind for r in standin.log] == ["read", "formats", "read", "write"]
+    assert standin.ranges_asked() == [["'Labels'!A2:A8", "'Labels'!C3", "'Labels'!D4:D6"]]
+    assert standin.log[1].query["fields"] == [
+        "sheets(data(startRow,startColumn,rowData(values(effectiveFormat(numberFormat(type))))))"
+    ]
+    # nothing new: the read and its format request, nothing sent, nothing written
+    standin.reset_log()
+    again = run(mapping(tmp_path), source=make_source(), target=target)
+    assert again.counts["unchanged"] == 4 and len(target.sent) == 4
+    assert [r.kind for r in standin.log] == ["read", "formats"]
+
+
+def test_a_date_time_and_a_time_read_as_datetime_and_time(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    when = datetime(2024, 5, 2, 13, 30, 15)
+    standin.put(
+        KEY,
+        "Labels",
+        [
+            HEADER,
+            [span(1), DateTime(when), 0.5, Time(time_of_day(9, 5)), Time(time_of_day(23, 59, 59))],
+            [span(2), Date(datetime(2024, 5, 2, 18, 0)), 45000.25, "", ""],  # =NOW() as a date
+        ],
+    )
+    spec = ReadSpec(HEADER, ["span_id"], STATUS, number_columns=["score"])
+    first, second = (r.values for r in make_source().read(spec))
+    assert first["label"] == when and type(first["label"]) is datetime
+    assert first["explanation"] == time_of_day(9, 5) and first["annotator"] == time_of_day(
+        23, 59, 59
+    )
+    assert second["label"] == date(2024, 5, 2) and type(second["label"]) is date
+    assert second["score"] == 45000.25  # a plausible serial, but the cell is a plain number
+    assert first["score"] == 0.5
+    # keys stay as read (the serial numbers the key re-read gets too)
+    assert standin.ranges_asked() == [
+        ["'Labels'!B2:B3", "'Labels'!C3", "'Labels'!D2", "'Labels'!E2"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "asked"),
+    [
+        ([span(1), "correct", 0.5, "", "a@x"], None),  # a score is not a date
+        ([span(1), "correct", 3, "", "a@x"], None),
+        ([span(1), "correct", 0, "", "a@x"], None),
+        ([span(1), "correct", 250_000, "", "a@x"], None),  # past 2100 as a serial
+        ([span(1), True, 1, "TRUE", "a@x"], None),  # checkboxes are not numbers
+        ([span(1), 3, 0.5, "", "a@x"], None),  # a rating label: 1900-01-02 is no one's date
+        ([span(1), 0, 1, 1, "a@x"], None),  # 0/1 labels and comments
+        ([span(1), 45_000, 0.5, "", "a@x"], ["'Labels'!B2"]),  # a date-like number as a label
+        ([span(1), "correct", 1, 0.625, "a@x"], ["'Labels'!D2"]),  # 15:00 as a fraction
+        ([span(1), "correct", 45_000, "", "a@x"], ["'Labels'!C2"]),  # 2023-03-15 as a serial
+    ],
+    ids=[
+        "0.5",
+        "3",
+        "0",
+        "past-2100",
+        "checkbox",
+        "rating-label",
+        "0-1-label",
+        "serial-label",
+        "time-comment",
+        "serial-score",
+    ],
+)
+def test_only_numbers_that_may_be_dates_are_asked_about(
+    standin: SheetsStandIn, make_source: MakeSource, row: list[Any], asked: list[str] | None
+) -> None:
+    standin.put(KEY, "Labels", [HEADER, row])
+    spec = ReadSpec(HEADER, ["span_id"], STATUS, number_columns=["score"])
+    [read] = make_source().read(spec)
+    assert read.values == dict(zip(HEADER, row, strict=True))  # numbers stay numbers
+    assert standin.ranges_asked() == ([asked] if asked else [])
+    assert standin.count() == (2 if asked else 1)
+
+
+def test_a_sync_without_dates_still_makes_3_requests(
+    standin: SheetsStandIn, make_source: MakeSource, tmp_path: Path
+) -> None:
+    scores = [0, 0.25, 0.5, 1, True, False]
+    standin.put(
+        KEY,
+        "Labels",
+        [HEADER, *[[span(i), "correct", s, f"n{i}", "a@x"] for i, s in enumerate(scores, 1)]],
+    )
+    result = run(mapping(tmp_path), source=make_source(), target=FakeTarget())
+    assert result.statuses_written == len(scores)
+    assert [r.kind for r in standin.log] == ["read", "read", "write"]
+
+
+def test_the_format_request_is_retried_like_the_others(
+    standin: SheetsStandIn, make_source: MakeSource, sleeps: list[float]
+) -> None:
+    standin.put(KEY, "Labels", [HEADER, [span(1), "correct", 1, Date(date(2020, 1, 1))]])
+    standin.fail(429, times=2, kind="formats", retry_after="5")
+    [row] = make_source().read(SPEC)
+    assert row.values["explanation"] == date(2020, 1, 1)
+    assert [(r.kind, r.status) for r in standin.log] == [
+        ("read", 200),
+        ("formats", 429),
+        ("formats", 429),
+        ("formats", 200),
+    ]
+    assert sleeps == [5, 5]
+
+
+def test_the_format_request_refused_is_the_same_clear_error(
+    standin: SheetsStandIn, make_source: MakeSource, sleeps: list[float]
+) -> None:
+    standin.put(KEY, "Labels", [HEADER, [span(1), "correct", 1, Date(date(2020, 1, 1))]])
+    standin.fail(403, kind="formats", message="The caller does not have permission")
+    with pytest.raises(AuthRefused) as err:
+        make_source().read(SPEC)
+    assert "the sheet is not shared with these credentials (403" in str(err.value)
+    assert "Nothing was sent" in str(err.value) and err.value.exit_code == EXIT_UNAVAILABLE
+    standin.fail(429, times=1000, kind="formats")
+    with pytest.raises(SourceUnavailable, match="HTTP 429 Quota exceeded.*Nothing was sent"):
+        make_source().read(SPEC)
+
+
+def test_the_standin_answers_format_requests_in_googles_shape(standin: SheetsStandIn) -> None:
+    """spreadsheets.get with ranges and a fields mask: only the fields asked for, positions
+    kept with {}, zero starts and trailing empties left out."""
+    standin.put(
+        KEY,
+        "Labels",
+        [
+            ["when", "n"],
+            [Date(date(2020, 1, 1)), 1],
+            [5, Percent(0.5)],
+            [],
+            [DateTime(datetime(2020, 1, 1, 6)), "x"],
+            [None, Time(time_of_day(1))],
+        ],
+    )
+    fields = (
+        "sheets(data(startRow,startColumn,rowData(values(effectiveFormat(numberFormat(type))))))"
+    )
+    answer = requests.get(
+        f"{standin.url}/v4/spreadsheets/{KEY}",
+        params={"ranges": ["'Labels'!A1:A9", "Labels!B3:C6"], "fields": fields},
+        timeout=5,
+    ).json()
+
+    def typed(kind: str) -> dict[str, Any]:
+        return {"effectiveFormat": {"numberFormat": {"type": kind}}}
+
+    assert answer == {
+        "sheets": [
+            {
+                "data": [
+                    {
+                        "rowData": [
+                            {"values": [{}]},
+                            {"values": [typed("DATE")]},
+                            {"values": [{}]},
+                            {},
+                            {"values": [typed("DATE_TIME")]},
+                        ]
+                    },
+                    {
+                        "startRow": 2,
+                        "startColumn": 1,
+                        "rowData": [
+                            {"values": [typed("PERCENT")]},
+                            {},
+                            {"values": [{}]},
+                            {"values": [typed("TIME")]},
+                        ],
+                    },
+                ]
+            }
+        ]
+    }
+    # the tab list, as the metadata request asks for it: nothing else
+    tabs = requests.get(
+        f"{standin.url}/v4/spreadsheets/{KEY}",
+        params={"fields": "sheets.properties(sheetId,title)"},
+        timeout=5,
+    ).json()
+    assert tabs == {
+        "sheets": [
+            {"properties": {"sheetId": 0, "title": "Labels"}},
+            {"properties": {"sheetId": 777, "title": "Notes"}},
+        ]
+    }
+    assert [r.kind for r in standin.log] == ["formats", "metadata"]

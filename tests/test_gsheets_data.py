@@ -1,9 +1,10 @@
-"""Pure helpers of the Google Sheets source: references, ranges, write plans, retry timing."""
+"""Pure helpers of the Google Sheets source: references, ranges, dates, write plans, retry
+timing."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -14,12 +15,17 @@ from bridge.sources._gsheets_data import (
     a1,
     backoff_delay,
     column_index,
+    date_candidates,
+    format_ranges,
+    from_serial,
+    number_formats,
     parse_range,
     parse_retry_after,
     parse_spreadsheet,
     plan_blocks,
     quote_title,
     request_body,
+    serial_datetime,
     write_chunks,
 )
 
@@ -177,3 +183,114 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     assert [backoff_delay(n, 1.0, 32.0, 0.0) for n in range(7)] == [1, 2, 4, 8, 16, 32, 32]
     assert backoff_delay(2, 1.0, 32.0, 0.999) == pytest.approx(4.999)
     assert backoff_delay(10, 0.5, 30.0, 0.5) == 30.0
+
+
+# --- dates ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("serial", "kind", "expected"),
+    [
+        (43831, "DATE", date(2020, 1, 1)),  # recorded: 2020-01-01 -> 43831
+        (36162, "DATE", date(1999, 1, 2)),  # recorded: 1999-01-02 -> 36162
+        (43831.0, "DATE", date(2020, 1, 1)),
+        (43831.75, "DATE", date(2020, 1, 1)),  # a date-time formatted as a date shows the day
+        (61, "DATE", date(1900, 3, 1)),
+        (0, "DATE", date(1899, 12, 30)),
+        (-1, "DATE", date(1899, 12, 29)),
+        (43831.604166666664, "DATE_TIME", datetime(2020, 1, 1, 14, 30)),
+        (45000.5, "DATE_TIME", datetime(2023, 3, 15, 12, 0)),
+        (43831, "DATE_TIME", datetime(2020, 1, 1)),
+        (0.5, "TIME", time(12, 0)),
+        (0.604166666666667, "TIME", time(14, 30)),
+        (0.999988425925926, "TIME", time(23, 59, 59)),
+        (43831.25, "TIME", time(6, 0)),  # a time of day, whatever the day
+    ],
+)
+def test_serial_numbers_become_dates_datetimes_and_times(
+    serial: float, kind: str, expected: object
+) -> None:
+    got = from_serial(serial, kind)
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "serial", [1e12, -1e12, 3_000_000, -700_000, float("inf"), float("-inf"), float("nan")]
+)
+def test_a_serial_no_date_can_hold_stays_a_number(serial: float) -> None:
+    assert serial_datetime(serial) is None
+    got = from_serial(serial, "DATE")
+    assert got is serial  # the rules then say what is wrong with it
+
+
+def test_only_date_formats_make_dates() -> None:
+    assert from_serial(43831, "NUMBER") == 43831
+    assert from_serial(0.45, "PERCENT") == 0.45
+    assert from_serial(43831, None) == 43831
+    assert from_serial(True, "DATE") is True  # a checkbox is not a number
+    assert from_serial("2020-01-01", "DATE") == "2020-01-01"  # text stays text
+    assert serial_datetime(2_958_465.5) == datetime(9999, 12, 31, 12)  # the last day there is
+    assert serial_datetime(2_958_466) is None and serial_datetime(-693_593) == datetime(1, 1, 1)
+
+
+def test_date_candidates_are_numbers_where_dates_may_hide() -> None:
+    grid = [
+        ["Labels for March"],
+        ["id", "label", "score", "note"],
+        [43831, "ok", 0.5, 7],
+        ["a", 3, 43831.5, True],
+        [],
+        ["b", "x", 18_263, 0.25],  # the day before 1950-01-01
+        ["c", False, 73_051],  # 2100-01-01
+        ["d", "y", 73_052, "text"],
+    ]
+    found = date_candidates(grid, 3, {0: False, 1: False, 2: True, 3: False})
+    # 3 and 7 are ratings, not dates of 1900; 0.25 may be 06:00
+    assert found == {0: [3], 2: [4, 7], 3: [6]}
+    assert date_candidates([["n"], [0], [1], [0.0], [-0.5], [18_264]], 2, {0: False}) == {0: [6]}
+    assert date_candidates(grid, 3, {2: True, 9: False}) == {2: [4, 7]}
+    assert date_candidates(grid[:2], 3, {0: False}) == {}
+    assert date_candidates([["id"], ["a"], [0.75]], 2, {0: False}) == {0: [3]}
+
+
+def test_format_ranges_bound_each_columns_candidates() -> None:
+    ranges = format_ranges("It's mine", {3: [5, 9, 12], 0: [2]})
+    assert ranges == ["'It''s mine'!A2", "'It''s mine'!D5:D12"]
+    assert format_ranges("Labels", {27: [2, 3]}) == ["'Labels'!AB2:AB3"]
+    assert format_ranges("Labels", {}) == []
+
+
+def test_number_formats_read_googles_sparse_grid_data() -> None:
+    def typed(kind: str) -> dict[str, object]:
+        return {"effectiveFormat": {"numberFormat": {"type": kind}}}
+
+    answer = {
+        "sheets": [
+            {
+                "data": [
+                    {  # startRow and startColumn 0: left out
+                        "rowData": [{"values": [typed("TEXT"), {}, typed("DATE")]}, {}]
+                    },
+                    {
+                        "startRow": 4,
+                        "startColumn": 3,
+                        "rowData": [
+                            {"values": [{}]},
+                            {},
+                            {"values": [typed("DATE_TIME"), typed("TIME")]},
+                            {"values": [{"effectiveFormat": {}}]},
+                        ],
+                    },
+                    {"startRow": 9, "startColumn": 1},  # nothing in it: no rowData at all
+                ]
+            },
+            {},  # a sheet with no data
+        ]
+    }
+    assert number_formats(answer) == {
+        (1, 0): "TEXT",
+        (1, 2): "DATE",
+        (7, 3): "DATE_TIME",
+        (7, 4): "TIME",
+    }
+    assert number_formats({}) == {} and number_formats({"sheets": [{"data": []}]}) == {}

@@ -1,5 +1,5 @@
-"""Pure helpers of the Google Sheets source: spreadsheet references, A1 ranges, write plans,
-request chunks and retry timing. Nothing here does I/O, so all of it is tested directly."""
+"""Pure helpers of the Google Sheets source: spreadsheet references, A1 ranges, dates, write
+plans, request chunks and retry timing. Nothing here does I/O, so all of it is tested directly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -157,6 +157,117 @@ def a1(first_row: int, first_col: int, rows: int = 1, cols: int = 1) -> str:
 def column_values(rows: Sequence[Sequence[Any]] | None) -> list[Any]:
     """The cells of a one-column values response (ROWS major), blank rows as None."""
     return [r[0] if r else None for r in rows or []]
+
+
+# --- dates -----------------------------------------------------------------------------------
+
+# Sheets counts days from 1899-12-30 (the same serials as Excel's from 1900-03-01 on).
+SERIAL_EPOCH = datetime(1899, 12, 30)
+# Where a number is expected (a score), only a number in this range may be a typed date:
+# 18264 is 1950-01-01 and 73051 is 2100-01-01. A score of 0.7 or 3 is never looked at.
+DATE_SERIALS = (18_264, 73_051)
+# The number-format types that make a number a date, a date and time, or a time of day.
+DATE_TYPES = frozenset({"DATE", "DATE_TIME", "TIME"})
+# What spreadsheets.get answers for the cells asked about: their number-format type only.
+FORMAT_FIELDS = (
+    "sheets(data(startRow,startColumn,rowData(values(effectiveFormat(numberFormat(type))))))"
+)
+
+
+def serial_datetime(serial: float) -> datetime | None:
+    """A serial number (days since 1899-12-30; the fraction is the time of day) as a naive
+    datetime, to the millisecond; None when no datetime can hold it."""
+    if not math.isfinite(serial):
+        return None
+    try:
+        return SERIAL_EPOCH + timedelta(milliseconds=round(serial * 86_400_000))
+    except OverflowError:
+        return None
+
+
+def from_serial(value: Any, kind: str | None) -> Any:
+    """A number as its number format shows it: DATE -> date, DATE_TIME -> datetime (naive),
+    TIME -> time of day. Anything else, or a serial no date can hold, stays as it is."""
+    if kind not in DATE_TYPES or type(value) not in (int, float):
+        return value
+    moment = serial_datetime(value)
+    if moment is None:
+        return value
+    if kind == "DATE":
+        return moment.date()
+    if kind == "TIME":
+        return moment.time()
+    return moment
+
+
+def date_candidates(
+    grid: Sequence[Sequence[Any]], first_row: int, columns: Mapping[int, bool]
+) -> dict[int, list[int]]:
+    """The cells that may hold a typed date: the values read gives a date as its serial number,
+    a number like any other.
+
+    :param grid: the worksheet's values (UNFORMATTED_VALUE), ``grid[0]`` being sheet row 1.
+    :param first_row: the first data row, 1-based (the row under the header).
+    :param columns: 0-based column -> whether numbers are expected there (a score column):
+        there only a number in ``DATE_SERIALS`` counts; in any other column, such a number or
+        a fraction between 0 and 1 (a time of day) does. Whole numbers below the range (a
+        rating of 1 to 5, a 0/1 label) would be dates before 1950: they are never asked about,
+        and booleans are not numbers.
+    :returns: 0-based column -> the 1-based sheet rows of its candidate cells, in order.
+    """
+    low, high = DATE_SERIALS
+    found: dict[int, list[int]] = {}
+    checks = sorted(columns.items())
+    for r in range(max(first_row - 1, 0), len(grid)):
+        cells = grid[r]
+        width = len(cells)
+        for col, numeric in checks:
+            if col < width:
+                value = cells[col]
+                kind = type(value)
+                if (kind is int or kind is float) and (
+                    low <= value <= high or (not numeric and 0 < value < 1)
+                ):
+                    found.setdefault(col, []).append(r + 1)
+    return found
+
+
+def format_ranges(title: str, candidates: Mapping[int, Sequence[int]]) -> list[str]:
+    """One A1 range per column, from its first candidate row to its last.
+
+    :param title: the worksheet title, unquoted.
+    """
+    prefix = quote_title(title) + "!"
+    return [
+        prefix + a1(rows[0], col, rows[-1] - rows[0] + 1)
+        for col, rows in sorted(candidates.items())
+        if rows
+    ]
+
+
+def number_formats(answer: Mapping[str, Any]) -> dict[tuple[int, int], str]:
+    """The number-format type of each cell a spreadsheets.get answer (``FORMAT_FIELDS``) tells:
+    (1-based sheet row, 0-based column) -> DATE, TIME, NUMBER...
+
+    Google leaves out what is empty or zero: ``startRow``/``startColumn`` when 0, a cell with no
+    number format is ``{}``, a row without any is ``{}``, and trailing rows and cells are cut.
+    """
+    found: dict[tuple[int, int], str] = {}
+    for sheet in answer.get("sheets") or []:
+        grids = sheet.get("data") if isinstance(sheet, dict) else None
+        for grid in grids or []:
+            if not isinstance(grid, dict):
+                continue
+            r0, c0 = int(grid.get("startRow", 0)), int(grid.get("startColumn", 0))
+            for i, row in enumerate(grid.get("rowData") or []):
+                cells = row.get("values") if isinstance(row, dict) else None
+                for j, cell in enumerate(cells or []):
+                    fmt = cell.get("effectiveFormat") if isinstance(cell, dict) else None
+                    number = fmt.get("numberFormat") if isinstance(fmt, dict) else None
+                    kind = number.get("type") if isinstance(number, dict) else None
+                    if isinstance(kind, str) and kind:
+                        found[(r0 + i + 1, c0 + j)] = kind
+    return found
 
 
 @dataclass(frozen=True)

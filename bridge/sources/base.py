@@ -11,11 +11,16 @@ from bridge.records import Row, StatusColumns, StatusUpdate, WriteReport
 
 @dataclass(frozen=True)
 class ReadSpec:
-    """What the pipeline needs from a sheet."""
+    """What the pipeline needs from a sheet.
+
+    ``number_columns`` are the columns where numbers are expected (the scores): a source that
+    must tell dates from numbers (Google Sheets) looks there only at numbers that could be dates.
+    """
 
     columns: Sequence[str]
     key_columns: Sequence[str]
     status: StatusColumns
+    number_columns: Sequence[str] = ()
 
 
 class Source(Protocol):

@@ -8,6 +8,14 @@ A sync costs, for a worksheet given by title or gid (``gid:`` or the ``#gid=`` o
    lands on the row that holds its key even if SMEs sorted, inserted or deleted rows;
 3. one RAW values:batchUpdate per ~25k rows, of the status cells only.
 
+Dates are dates, as the Excel source gives them: the values read gives a date as its serial
+number (2020-01-01 is 43831), which only the cell's number format tells from a number. So when
+the mapped columns hold numbers that may be dates (a serial from 1950 to 2100 in any of them;
+a fraction of a day, a time, in an id, label, comment, annotator or extra column), one
+spreadsheets.get asks for the number-format type of those cells only, and DATE, DATE_TIME and
+TIME cells become date, datetime and time. A sheet of text ids and labels, scores and ratings
+makes no such request; one with dates (or date-like numbers) makes that one more.
+
 A worksheet left unnamed (a bare key) costs one metadata request more, to find the first
 sheet. Writing status columns past the grid's last column costs one request to widen it
 (the first sync of a sheet that uses all its columns). Every request has a timeout; 429, 408
@@ -45,11 +53,16 @@ from bridge.errors import AuthRefused, BridgeError, ConfigError, SourceError, So
 from bridge.export import SHEETS_CELL_LIMIT, AppendReport, Validation, list_problem
 from bridge.records import Row, StatusUpdate, WriteReport, safe_text
 from bridge.sources._gsheets_data import (
+    FORMAT_FIELDS,
     MAX_WRITE_BYTES,
     MAX_WRITE_ROWS,
     RETRY_STATUSES,
     backoff_delay,
     column_values,
+    date_candidates,
+    format_ranges,
+    from_serial,
+    number_formats,
     parse_range,
     parse_retry_after,
     parse_spreadsheet,
@@ -657,7 +670,40 @@ class GSheetsSource:
         )
         header = values[self.header_row - 1]
         self._layout.key_positions = header_index(header, spec.key_columns, where, self.header_row)
+        self._typed_dates(grid.title, values, spec, rows)
         return rows
+
+    def _typed_dates(
+        self, title: str, values: Sequence[Sequence[Any]], spec: ReadSpec, rows: list[Row]
+    ) -> None:
+        """Make the dates, date-times and times of the mapped columns Python's, in ``rows``.
+
+        Only the numbers that may be typed dates are asked about (see ``date_candidates``), in
+        one spreadsheets.get of their number-format types; none, no request. Keys stay as read:
+        the re-read before writing gets serial numbers too, so each row is found again by them.
+        """
+        h = self.header_row
+        index = header_index(values[h - 1], spec.columns, self._where(), h)
+        numbers = set(spec.number_columns)
+        candidates = date_candidates(values, h + 1, {c: n in numbers for n, c in index.items()})
+        if not candidates:
+            return
+        params: ParamsType = {
+            "ranges": format_ranges(title, candidates),
+            "fields": FORMAT_FIELDS,
+        }
+        with self._google("read"):
+            answer = self._http().spreadsheets_get(self.key, params=params)
+        formats = number_formats(answer)
+        name_of = {c: n for n, c in index.items()}
+        by_row = {r.sheet_row: r for r in rows}
+        for col, sheet_rows in candidates.items():
+            name = name_of[col]
+            for sheet_row in sheet_rows:
+                kind = formats.get((sheet_row, col))
+                row = by_row.get(sheet_row)
+                if kind is not None and row is not None:
+                    row.values[name] = from_serial(row.values[name], kind)
 
     def check_writable(self) -> None:
         """Nothing to check without spending a request.
