@@ -2,6 +2,7 @@
 and openpyxl, in the same run.
 
     make bench          # or: .venv/bin/python benchmarks/excel_bulk.py --rounds 3
+    .venv/bin/python benchmarks/excel_bulk.py --only read   # read+validate vs pandas only
 
 The workbook is written the way Excel saves one (shared strings, row spans, a styled header, a
 data validation, a formula column with its cached results, a second sheet), 8 columns of
@@ -261,8 +262,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", nargs=3, metavar=("OPERATION", "PATH", "ROWS"))
     parser.add_argument("--make", nargs=2, metavar=("PATH", "ROWS"))
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/excel_bulk.json")
+    parser.add_argument(
+        "--only",
+        choices=["read", "write"],
+        help="run only the reads (read+validate, pandas.read_excel) or only the write-backs; "
+        "the results file is then written only when --out is given",
+    )
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/excel_bulk.json")
     args = parser.parse_args()
+    if args.out is None and not args.only:
+        args.out = ROOT / "benchmarks/results/excel_bulk.json"
     if args.child:
         child(args.child[0], Path(args.child[1]), int(args.child[2]))
         return
@@ -279,10 +288,14 @@ def main() -> None:
         ("(imports only: annobridge)", "imports_annobridge", args.small),
         ("(imports only: pandas+openpyxl)", "imports_pandas_openpyxl", args.small),
     ]
+    if args.only == "read":
+        plan = [p for p in plan if p[1] in ("read_validate", "pandas_read")]
+    elif args.only == "write":
+        plan = [p for p in plan if p[1].endswith("_write")]
     with tempfile.TemporaryDirectory(prefix="annobridge-bench-") as tmp:
         work = Path(tmp)
         books = {}
-        for rows in sorted({args.rows, args.small}):
+        for rows in sorted({rows for _, _, rows in plan}):
             started = time.perf_counter()
             books[rows] = work / f"labels-{rows}.xlsx"
             # in a process of its own: this one stays small, and a child's peak RSS, which
@@ -355,6 +368,8 @@ def main() -> None:
     )
     growth = {}
     for operation in ("annobridge_write", "openpyxl_write"):
+        if (operation, args.rows) not in medians or (operation, args.small) not in medians:
+            continue
         big, small = medians[(operation, args.rows)], medians[(operation, args.small)]
         per_10k = (big["peak_mb"] - small["peak_mb"]) / ((args.rows - args.small) / 10_000)
         added_10k = (big["added_mb"] - small["added_mb"]) / ((args.rows - args.small) / 10_000)
@@ -364,6 +379,9 @@ def main() -> None:
             f"-> {big['peak_mb']:.0f} MB at {args.rows:,} rows = {per_10k:.1f} MB per 10,000 "
             f"rows (added by the operation itself: {added_10k:.1f} MB per 10,000 rows)"
         )
+    if args.out is None:
+        print("(--only: no results file written; give --out to write one)")
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

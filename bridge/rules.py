@@ -7,6 +7,7 @@ a message that names the value and the fix ("score 1.4 is above the maximum 1").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import defaultdict
@@ -430,7 +431,9 @@ def evaluate(
 def _evaluate(
     rows: Sequence[Row], specs: Sequence[AnnotationSpec], kind: str, sheet_label: str
 ) -> list[RowVerdict]:
-    verdicts = [RowVerdict() for _ in rows]
+    verdicts = [RowVerdict([], []) for _ in rows]
+    # the target ids of the annotations made, by name: to see at once that none is twice
+    made: dict[str, list[str]] = defaultdict(list)
     for spec in specs:
         problems: dict[int, list[str]] = defaultdict(list)
         cols = _normalise(spec, rows, kind, problems)
@@ -449,39 +452,129 @@ def _evaluate(
                 i = int(index)
                 if cols.present[i]:
                     problems[i].append(_message(spec, kind, name, failure))
-        for i, row in enumerate(rows):
-            if not cols.present[i]:
-                continue
-            if problems.get(i):
-                verdicts[i].problems.extend(dict.fromkeys(problems[i]))
-                continue
-            annotator = cols.annotators[i]
-            verdicts[i].annotations.append(
-                Annotation(
-                    row_index=i,
-                    name=spec.name,
-                    kind=kind,
-                    target_id=str(cols.ids[i]),
-                    label=cols.labels[i],
-                    score=cols.scores[i],
-                    explanation=cols.texts[i],
-                    annotator=annotator,
-                    annotator_kind=spec.annotator_kind,
-                    identifier=identifier_for(annotator),
-                    metadata={
-                        "source": "annobridge",
-                        "sheet": sheet_label,
-                        "row": row.sheet_row,
-                        **({"annotator": annotator} if annotator else {}),
-                    },
-                )
-            )
-    _flag_duplicates(rows, verdicts)
+        _annotate(spec, kind, sheet_label, rows, cols, problems, verdicts, made)
+    _flag_duplicates(rows, verdicts, made)
+    for verdict in verdicts:
+        if verdict.problems:
+            verdict.annotations.clear()
     return verdicts
 
 
-def _flag_duplicates(rows: Sequence[Row], verdicts: list[RowVerdict]) -> None:
-    """Two rows that would write the same annotation cannot both win: flag both."""
+_ANNOTATION_FIELDS = (
+    "row_index",
+    "name",
+    "kind",
+    "target_id",
+    "label",
+    "score",
+    "explanation",
+    "annotator",
+    "annotator_kind",
+    "identifier",
+    "metadata",
+    "is_update",
+    "extra",
+)
+# Annotation is a frozen dataclass: its __init__ sets each of its 13 fields through
+# object.__setattr__, which took a third of the time of validating a row. The annotations of
+# a sheet are made by filling the new instance's __dict__ instead, exactly as __init__ would
+# (the same fields, in the same order, with the same defaults: tests/test_rules.py compares
+# them), as long as Annotation is the plain dataclass this was written for; otherwise through
+# __init__.
+_FILL_ANNOTATION = (
+    tuple(f.name for f in dataclasses.fields(Annotation)) == _ANNOTATION_FIELDS
+    and not hasattr(Annotation, "__post_init__")
+    and not hasattr(Annotation, "__slots__")
+)
+
+
+def _annotate(
+    spec: AnnotationSpec,
+    kind: str,
+    sheet_label: str,
+    rows: Sequence[Row],
+    cols: _Columns,
+    problems: dict[int, list[str]],
+    verdicts: list[RowVerdict],
+    made: dict[str, list[str]],
+) -> None:
+    """Each present row of one annotation entry: its problems, or its annotation."""
+    name, annotator_kind = spec.name, spec.annotator_kind
+    identifiers: dict[str | None, str] = {}
+    new, fill, remember = object.__new__, _FILL_ANNOTATION, made[name].append
+    for i, (row, present, target_id, label, score, text, annotator) in enumerate(
+        zip(
+            rows,
+            cols.present,
+            cols.ids,
+            cols.labels,
+            cols.scores,
+            cols.texts,
+            cols.annotators,
+            strict=True,
+        )
+    ):
+        if not present:
+            continue
+        found = problems.get(i)
+        if found:
+            verdicts[i].problems.extend(dict.fromkeys(found))
+            continue
+        identifier = identifiers.get(annotator)
+        if identifier is None:
+            identifier = identifiers[annotator] = identifier_for(annotator)
+        metadata: dict[str, Any] = {
+            "source": "annobridge",
+            "sheet": sheet_label,
+            "row": row.sheet_row,
+        }
+        if annotator:
+            metadata["annotator"] = annotator
+        target = str(target_id)
+        if fill:
+            annotation = new(Annotation)
+            fields = annotation.__dict__  # one item at a time: the keys stay shared
+            fields["row_index"] = i
+            fields["name"] = name
+            fields["kind"] = kind
+            fields["target_id"] = target
+            fields["label"] = label
+            fields["score"] = score
+            fields["explanation"] = text
+            fields["annotator"] = annotator
+            fields["annotator_kind"] = annotator_kind
+            fields["identifier"] = identifier
+            fields["metadata"] = metadata
+            fields["is_update"] = False
+            fields["extra"] = {}
+        else:  # pragma: no cover - Annotation changed: the plain way
+            annotation = Annotation(
+                row_index=i,
+                name=name,
+                kind=kind,
+                target_id=target,
+                label=label,
+                score=score,
+                explanation=text,
+                annotator=annotator,
+                annotator_kind=annotator_kind,
+                identifier=identifier,
+                metadata=metadata,
+            )
+        verdicts[i].annotations.append(annotation)
+        remember(target)
+
+
+def _flag_duplicates(
+    rows: Sequence[Row], verdicts: list[RowVerdict], made: dict[str, list[str]] | None
+) -> None:
+    """Two rows that would write the same annotation cannot both win: flag both.
+
+    :param made: the target ids of the annotations in ``verdicts`` by annotation name, when
+        known: when no id is there twice for a name (the usual case), there is no duplicate.
+    """
+    if made is not None and all(len(set(ids)) == len(ids) for ids in made.values()):
+        return
     first_at: dict[tuple[str, str, str], int] = {}
     seen: dict[tuple[str, str, str], list[int]] = {}
     for i, verdict in enumerate(verdicts):
@@ -501,6 +594,3 @@ def _flag_duplicates(rows: Sequence[Row], verdicts: list[RowVerdict]) -> None:
                 f"{'labels' if len(others) == 1 else 'label'} the same {first.kind} {tid} for "
                 f"'{name}' by the same annotator ({who}); keep one of these rows"
             )
-    for verdict in verdicts:
-        if verdict.problems:
-            verdict.annotations.clear()

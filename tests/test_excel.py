@@ -23,7 +23,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from bridge.errors import EXIT_UNAVAILABLE, EXIT_USAGE, SourceError, SourceUnavailable
 from bridge.records import FORMULA_TRIGGERS, Row, StatusColumns, StatusUpdate, WriteReport
 from bridge.sources import _xlsx_patch
-from bridge.sources._table import column_letter
+from bridge.sources._table import CellError, column_letter
 from bridge.sources._xlsx_patch import SheetPatch, cell_text
 from bridge.sources.excel import ExcelSource
 from tests.builders import (
@@ -1150,3 +1150,66 @@ def test_a_sheet_whose_columns_start_right_of_a(tmp_path: Path) -> None:
     grid = calamine_grid(path)
     assert grid[0][7:] == STATUS_NAMES
     assert [r[9] for r in grid[1:]] == [f"for {span(n)}" for n in range(1, 4)]
+
+
+# --- error values, looked for while calamine parses the sheet ---------------------------------
+
+
+@pytest.mark.parametrize("left", [0, 2])
+def test_error_values_are_read_as_errors_where_calamine_sees_empty_cells(
+    tmp_path: Path, left: int
+) -> None:
+    pad: list[Any] = [None] * left  # a sheet whose columns start right of A, or at A
+    rows = [
+        [*pad, SPAN, ErrorValue("#N/A"), 0.5, None, "ann"],
+        [*pad, ErrorValue("#REF!"), "b", None, None, "ann"],
+        [*pad, span(3), "c", ErrorValue("#DIV/0!"), "fine", ErrorValue("#NAME?")],
+        [*pad, span(4), "d", 0.25, None, "ann", ErrorValue("#VALUE!")],  # an unmapped column
+    ]
+    path = raw_book(tmp_path / "labels.xlsx", rows, header=[*pad, *HEADER])
+    got = read(path)
+    assert [(r.sheet_row, r.values, r.key, r.occurrence) for r in got] == [
+        (
+            2,
+            {"span_id": SPAN, "label": "#N/A", "score": 0.5, "explanation": "", "annotator": "ann"},
+            (SPAN, "ann"),
+            0,
+        ),
+        (
+            3,
+            {"span_id": "#REF!", "label": "b", "score": "", "explanation": "", "annotator": "ann"},
+            ("", "ann"),  # an error is no key
+            0,
+        ),
+        (
+            4,
+            {
+                "span_id": span(3),
+                "label": "c",
+                "score": "#DIV/0!",
+                "explanation": "fine",
+                "annotator": "#NAME?",
+            },
+            (span(3), ""),
+            0,
+        ),
+        (
+            5,
+            {
+                "span_id": span(4),
+                "label": "d",
+                "score": 0.25,
+                "explanation": "",
+                "annotator": "ann",
+            },
+            (span(4), "ann"),
+            0,
+        ),
+    ]
+    errors = {
+        (r.sheet_row, k) for r in got for k, v in r.values.items() if isinstance(v, CellError)
+    }
+    assert errors == {(2, "label"), (3, "span_id"), (4, "score"), (4, "annotator")}
+    # and the status columns are written right of the unmapped error cell
+    write_all(path)
+    assert calamine_grid(path)[0][left + 6 :] == STATUS_NAMES

@@ -580,3 +580,181 @@ def test_ids_with_spaces_inside_and_yes_no_cells() -> None:
 
 def test_huge_numbers_are_shown_short() -> None:
     assert problems({"score": 1e308}, {"score_max": 1}) == ["score 1e+308 is above the maximum 1"]
+
+
+# --- the fast paths give the verdicts of the plain ones ---------------------------------------
+
+
+class _Text(str):
+    """Text that is not exactly ``str``: the normaliser takes its general path for it."""
+
+
+class _Number(float):
+    """A number that is not exactly ``float``: the general path too."""
+
+
+def _general(value: Any) -> Any:
+    if type(value) is str:
+        return _Text(value)
+    if type(value) is float:
+        return _Number(value)
+    return value
+
+
+# Rows of every kind the fast paths could get wrong. The id defaults to one of its own, so
+# that only the rows meant to be duplicates are.
+TRICKY: list[dict[str, Any]] = [
+    {"label": "correct", "score": 0.5, "explanation": "fine", "who": "ann@example.com"},
+    {"label": "  Correct \t", "score": None, "explanation": None, "who": None},
+    {"label": "", "score": None, "explanation": "", "who": ""},  # blank: skipped
+    {"label": "   ", "score": None, "explanation": " \t", "who": "bob"},  # blank too
+    {"label": "right", "who": "  "},  # a synonym; a blank annotator
+    {"span_id": "", "label": "correct"},
+    {"span_id": "   ", "label": "correct"},
+    {"span_id": None, "score": 0.3},
+    {"span_id": SPAN.upper(), "label": "correct"},
+    {"span_id": " 67f6 740bbe1ddc3f ", "label": "correct"},
+    {"span_id": "not-an-id", "score": 0.1},
+    {"span_id": 12345.0, "label": "correct"},
+    {"span_id": True, "label": "correct"},
+    {"span_id": datetime(2026, 5, 1, 9, 30), "label": "correct"},
+    {"span_id": CellError("#N/A"), "label": "correct"},
+    {"label": CellError("#REF!")},
+    {"label": "correct", "score": CellError("#DIV/0!"), "who": CellError("#NAME?")},
+    {"label": "nope", "score": 0.2},
+    {"label": "x" * 300},
+    {"label": 3.0},
+    {"label": True, "score": 0.9},
+    {"score": math.nan},
+    {"score": math.inf},
+    {"score": -0.0},
+    {"score": 1.4},
+    {"score": -1.0},
+    {"score": 1},
+    {"score": True},
+    {"score": "0,5"},
+    {"score": " 0.75 "},
+    {"score": "TRUE"},
+    {"score": "lots"},
+    {"score": date(2026, 1, 2)},
+    {"label": "corr\x07ect"},
+    {"label": "correct", "explanation": "line\nbreak\ttab"},
+    {"label": "correct", "explanation": "bad\x00byte"},
+    {"label": "correct", "explanation": "a lone \ud800 surrogate"},
+    {"label": "correct", "explanation": "zero\u200bwidth"},
+    {"label": "correct", "who": "sme\x1b[0m"},
+    {"span_id": "0a1b2c3d\x014e5f6071", "label": "correct"},
+    {"label": "correct", "explanation": "e" * 51},
+    {"label": "incorrect", "explanation": "é" * 50},
+    # duplicates: the same span by the same annotator (twice in the sheet and once more),
+    # and the same span by another annotator (not a duplicate)
+    {"span_id": SPAN2, "label": "correct", "who": "ann"},
+    {"span_id": SPAN2, "label": "incorrect", "who": "ann"},
+    {"span_id": f" {SPAN2} ", "score": 0.4, "who": " ann "},
+    {"span_id": SPAN2, "label": "correct", "who": "bob"},
+    {"span_id": SPAN2, "label": "nope", "who": "ann"},  # invalid: not a duplicate then
+]
+
+
+def _tricky_specs() -> list[AnnotationSpec]:
+    return [
+        spec(
+            {
+                **LABELS,
+                "synonyms": {"right": "correct"},
+                "score_min": 0,
+                "score_max": 1,
+                "max_explanation_length": 50,
+            },
+            annotator_column="who",
+            annotator="lead@example.com",
+        ),
+        AnnotationSpec(
+            name="helpfulness",
+            id_column="span_id",
+            score_column="score",
+            annotator_column="who",
+            rules={"require": "score", "score_min": 0},
+        ),
+    ]
+
+
+def _tricky_rows(general: bool, duplicates: bool = True) -> list[Row]:
+    out = []
+    for i, values in enumerate(TRICKY):
+        row = {"span_id": f"{i:016x}", **values}
+        if not duplicates and values.get("span_id") in (SPAN2, f" {SPAN2} "):
+            row["span_id"] = f"{i:016x}"
+        if general:
+            row = {k: _general(v) for k, v in row.items()}
+        out.append(Row(sheet_row=i + 2, values=row))
+    return out
+
+
+def _plain_evaluate(
+    monkeypatch: pytest.MonkeyPatch, rows: list[Row], specs: list[AnnotationSpec]
+) -> list[RowVerdict]:
+    """``evaluate`` without its fast paths: each annotation made by Annotation(...), and
+    duplicates looked for even when the keys are all different."""
+    from bridge import rules
+
+    flag = rules._flag_duplicates
+    with monkeypatch.context() as m:
+        m.setattr(rules, "_FILL_ANNOTATION", False)
+        m.setattr(rules, "_flag_duplicates", lambda r, v, made: flag(r, v, None))
+        return evaluate(rows, specs, "span", "labels.xlsx/Sheet1")
+
+
+def _same_verdicts(fast: list[RowVerdict], plain: list[RowVerdict]) -> None:
+    assert [v.problems for v in fast] == [v.problems for v in plain]
+    assert [v.annotations for v in fast] == [v.annotations for v in plain]
+    for f, p in zip(fast, plain, strict=True):
+        for a, b in zip(f.annotations, p.annotations, strict=True):
+            assert vars(a) == vars(b)
+            assert list(vars(a)) == list(vars(b))  # the same fields, in the same order
+            assert [type(x) for x in vars(a).values()] == [type(x) for x in vars(b).values()]
+            assert hash(a) == hash(b) and a.content() == b.content()
+
+
+@pytest.mark.parametrize("duplicates", [True, False])
+def test_fast_paths_give_the_verdicts_of_the_general_ones(
+    monkeypatch: pytest.MonkeyPatch, duplicates: bool
+) -> None:
+    specs = _tricky_specs()
+    fast = evaluate(_tricky_rows(False, duplicates), specs, "span", "labels.xlsx/Sheet1")
+    plain = _plain_evaluate(monkeypatch, _tricky_rows(True, duplicates), specs)
+    _same_verdicts(fast, plain)
+    # the rows are tricky enough: some sent, some invalid, some skipped, duplicates flagged
+    assert sum(1 for v in fast if v.annotations) >= 10
+    assert sum(1 for v in fast if v.problems) >= 25
+    assert sum(1 for v in fast if v.skipped) == 2
+    flagged = sum(1 for v in fast for p in v.problems if "keep one of these rows" in p)
+    assert flagged == (3 if duplicates else 0)
+
+
+def test_annotations_are_made_as_the_dataclass_makes_them() -> None:
+    import dataclasses
+    import pickle
+
+    from bridge import rules
+    from bridge.records import Annotation
+
+    # the fast path is in use: a new field of Annotation needs _ANNOTATION_FIELDS updated
+    assert rules._FILL_ANNOTATION
+    assert tuple(f.name for f in dataclasses.fields(Annotation)) == rules._ANNOTATION_FIELDS
+    verdicts = evaluate(
+        rows({"label": "correct", "score": 0.5, "who": "ann"}, {"span_id": SPAN2, "label": "a"}),
+        [spec(annotator_column="who")],
+        "span",
+    )
+    made, other = (v.annotations[0] for v in verdicts)
+    given = {f: getattr(made, f) for f in rules._ANNOTATION_FIELDS[:-2]}  # all but the defaults
+    plain = Annotation(**given)
+    assert made == plain and vars(made) == vars(plain) and hash(made) == hash(plain)
+    assert made.extra == {} and made.is_update is False
+    assert made.extra is not other.extra  # a dict of its own, as default_factory gives
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.label = "incorrect"  # type: ignore[misc]
+    updated = dataclasses.replace(made, is_update=True, extra={"k": 1})
+    assert updated.is_update and updated.extra == {"k": 1} and made.extra == {}
+    assert pickle.loads(pickle.dumps(made)) == made

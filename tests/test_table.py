@@ -257,3 +257,121 @@ def test_an_error_cell_is_text_for_the_rules_but_no_key() -> None:
         (2, ("",), "a"),
         (3, ("",), "#N/A"),
     ]
+
+
+# --- rows_from_grid's loop against a plain one -----------------------------------------------
+
+
+def _plain_rows(
+    grid: list[list[Any]], header_row: int, wanted: list[str], key_columns: list[str]
+) -> list[tuple[int, dict[str, Any], tuple[str, ...], int, dict[str, str]]]:
+    """What rows_from_grid promises, written the plain way: a cell past the row's end is
+    None; a row whose wanted cells are all empty or spaces is left out; keys and statuses are
+    key_part of their cells; occurrence counts the rows above with the same key."""
+    header = grid[header_row - 1]
+    index = header_index(header, wanted, "f", header_row)
+    status_at = status_positions(header, STATUS)
+    seen: dict[tuple[str, ...], int] = {}
+    out = []
+    for sheet_row, cells in enumerate(grid[header_row:], start=header_row + 1):
+
+        def cell(i: int, cells: list[Any] = cells) -> Any:
+            return cells[i] if i < len(cells) else None
+
+        values = {name: cell(i) for name, i in index.items()}
+        if all(v is None or (type(v) is str and v.strip() == "") for v in values.values()):
+            continue
+        key = tuple(key_part(cell(index[c])) for c in key_columns)
+        status = {name: key_part(cell(i)) for name, i in status_at.items()}
+        out.append((sheet_row, values, key, seen.get(key, 0), status))
+        seen[key] = seen.get(key, 0) + 1
+    return out
+
+
+TRICKY_GRID: list[list[Any]] = [
+    ["span_id", "label", "score", "who", "sync_status", "notes", "sync_hash"],
+    ["a1", "good", 0.5, "ann", "synced", "n", "h1"],
+    [" a1 ", " good ", 0.5, " ann ", " synced ", "", " h1 "],  # the same key, trimmed
+    ["a1", "bad", 0.25, "bob"],  # short: no statuses
+    ["", " ", "", "\t", "synced", "notes only", "h"],  # blank where it matters
+    [None, None, None, None],
+    [],
+    [CellError("#N/A"), "x", None, "ann"],  # an error is no key, but a value
+    [None, CellError("#REF!"), None, None],
+    [12345.0, "num id", 1.0, "ann"],
+    [12345, "int id", 1, "ann"],
+    [True, False, 0.0, "ann", True, None, 1.5],
+    [datetime(2026, 5, 1), "when", None, date(2026, 5, 2)],
+    [datetime(2026, 5, 1, 9, 30), None, math.nan, None],
+    ["a1", "good", 0.5, "ann", CellError("#N/A"), None, CellError("#DIV/0!")],
+    ["\u3000", "\u00a0", None, None],  # only (Unicode) spaces: blank
+    ["x\x00y", "ctl", None, "ann"],
+]
+
+
+@pytest.mark.parametrize(
+    ("wanted", "key_columns"),
+    [
+        (["span_id", "label", "score", "who"], ["span_id", "who"]),
+        (["span_id", "label"], ["span_id"]),
+        (["label", "score"], ["score", "label"]),
+        (["who"], []),
+    ],
+)
+def test_rows_from_grid_is_the_plain_loop(wanted: list[str], key_columns: list[str]) -> None:
+    for header_row, grid in ((1, TRICKY_GRID), (3, [["title"], [], *TRICKY_GRID])):
+        got = rows_from_grid(grid, header_row, wanted, key_columns, STATUS, "f")
+        expected = _plain_rows(grid, header_row, wanted, key_columns)
+        assert [(r.sheet_row, r.values, r.key, r.occurrence, r.status) for r in got] == expected
+        assert all(
+            type(v) is type(e[1][k])
+            for r, e in zip(got, expected, strict=True)
+            for k, v in r.values.items()
+        )
+    assert len(expected) >= 5
+
+
+# --- gc_paused ------------------------------------------------------------------------------
+
+
+def test_gc_paused_turns_the_collector_back_on_and_leaves_frozen_objects_frozen() -> None:
+    import gc
+
+    from bridge.sources._table import gc_paused
+
+    def generation_of(obj: object) -> int:
+        return next(g for g in range(3) if any(o is obj for o in gc.get_objects(g)))
+
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    with gc_paused():
+        assert not gc.isenabled()
+        made = [[i] for i in range(1000)]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    # what was made went to the oldest generation, without a collection walking it first
+    assert generation_of(made[-1]) == 2
+    # a process that froze objects of its own: they stay frozen, and nothing else is
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            young = [[i] for i in range(1000)]
+        assert gc.isenabled()
+        gc.disable()  # no collection of our own while we look
+        try:
+            assert gc.get_freeze_count() == frozen and generation_of(young[-1]) in (0, 1)
+        finally:
+            gc.enable()
+    finally:
+        gc.unfreeze()
+    # the collector off before: off after, and nothing moved
+    gc.disable()
+    try:
+        with gc_paused():
+            kept = [[i] for i in range(1000)]
+        assert not gc.isenabled() and generation_of(kept[-1]) == 0
+    finally:
+        gc.enable()
+    # an error inside: the collector is on again all the same
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()

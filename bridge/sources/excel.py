@@ -15,6 +15,7 @@ import zipfile
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from copy import copy
 from dataclasses import dataclass, field
 from functools import partial
@@ -130,10 +131,11 @@ def _grid_rows(sheet: Any) -> Iterator[list[Any]]:
     """
     start = sheet.start
     if start is None:
-        return
+        return iter(())
+    if not start[1]:
+        return iter(sheet.iter_rows())  # the usual sheet, from column A: calamine's own rows
     pad = [""] * start[1]
-    for cells in sheet.iter_rows():
-        yield pad + cells if pad else cells
+    return (pad + cells for cells in sheet.iter_rows())
 
 
 class _Scan:
@@ -159,20 +161,20 @@ class _Scan:
         if self.first is None:
             return
         rows = itertools.chain([self.first], self.rows)
-        last = self.last
+        errors, header_row, last = self.errors, self.header_row, self.last
         for r, cells in enumerate(rows, start=1):
-            if r in self.errors:
+            if r in errors:
                 cells = list(cells)
-                for col, code in self.errors[r]:
+                for col, code in errors[r]:
                     if col < len(cells) and cells[col] == "":
                         cells[col] = CellError(code)
-            for j in range(len(cells) - 1, last, -1):
-                if cells[j] != "":
-                    last = j
-                    break
-            if r == self.header_row:
+            if len(cells) - 1 > last:  # calamine's rows are all as wide: mostly no new column
+                for j in range(len(cells) - 1, last, -1):
+                    if cells[j] != "":
+                        self.last = last = j
+                        break
+            if r == header_row:
                 self.header = cells
-            self.last = last
             yield cells
 
 
@@ -270,10 +272,15 @@ class ExcelSource:
             book = python_calamine.CalamineWorkbook.from_path(str(self.path))
             try:
                 name = self._pick_sheet(book.sheet_names)
-                sheet = book.get_sheet_by_name(name)
+                # calamine lets go of the GIL while it parses the sheet: look for the error
+                # cells in the XML meanwhile, in a thread
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    errors = pool.submit(self._errors, name)
+                    sheet = book.get_sheet_by_name(name)
+                    found_errors = errors.result()
                 merged = _merged_ranges(sheet.merged_cell_ranges or [])
                 where = f"{self.path.name}, worksheet '{name}'"
-                scan = _Scan(_grid_rows(sheet), self._errors(name), self.header_row)
+                scan = _Scan(_grid_rows(sheet), found_errors, self.header_row)
                 if scan.empty():
                     raise SourceError(
                         f"{where}: the worksheet is empty; it needs a header row and rows"
