@@ -8,13 +8,29 @@ Phoenix has two write modes (reference/phoenix.md):
   unknown ids are retried in memory and dropped ten minutes later, and a queue flush that
   grows too large is dropped whole.
 
-annobridge takes the fast mode only where it can prove delivery: span annotations whose
-spans exist (checked first, in bulk) are queued in windows of at most ``max_unconfirmed``
-rows and then read back until each one is there with the content we sent. Anything not
-confirmed in time, every trace and session annotation, and every edit of an annotation
-sent before (the queue skips updates within the same second) goes through ``sync=true``,
-where a 404 names the unknown ids: those rows are rejected and the rest resent.
-The upsert key is (name, record id, identifier), so every retry and re-run is safe.
+annobridge takes the fast mode only where it can prove delivery: span annotations on spans
+that exist are queued in batches and then read back until each one is there with the
+content we sent. Anything not confirmed, every trace and session annotation, and every
+edit of an annotation sent before (the queue skips updates within the same second) goes
+through ``sync=true``, where a 404 names the unknown ids: those rows are rejected and the
+rest resent. The upsert key is (name, record id, identifier), so every retry and re-run is
+safe.
+
+The server's one process is what limits a sync, so the work is laid out to keep it busy
+without waste:
+
+- before a batch is queued, a sample of its span ids (``PROBE_SPANS``, always its last) is
+  checked to exist, and only if one is missing are all of them: checking every span makes
+  Phoenix serialise whole spans, a fifth of its work in a sync. A wrong project or a sheet
+  of stale ids is caught by the sample; a stray unknown id that slips past it is queued,
+  found missing at read-back and rejected by ``sync=true`` (Phoenix keeps retrying the
+  queued copy in memory for ten minutes: if the span arrives meanwhile, it lands with the
+  row's content, and the next run confirms it);
+- the next batch is queued while the one before it is being inserted, never more than
+  ``max_unconfirmed`` rows unconfirmed (merged queue flushes past a few thousand rows fail
+  on Postgres);
+- a batch is read back once its last row is stored, which a one-span read finds cheaply:
+  the queue inserts in order, so by then every row of the batch that will land has.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ import os
 import re
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -48,6 +65,17 @@ AUTH_HINT = (
 )
 # Phoenix's GET endpoints accept at most 1000 ids per request.
 MAX_IDS_PER_GET = 1000
+# Phoenix's queue is flushed every 0.1 s: look for a queued batch's last row that often at
+# first, less often while the server is slow, and after this long read the whole batch back
+# anyway (the last row may be the one the server refused).
+FIRST_LOOK = 0.1
+MAX_LOOK_INTERVAL = 0.5
+LAST_ROW_PATIENCE = 5.0
+# Span ids checked per batch before it is queued; when one of them is missing, all are
+# checked. A whole-batch check makes Phoenix serialise every span (a fifth of its work in a
+# sync, more with real prompts in the spans); the sample catches a wrong project or a sheet
+# of stale ids at 5% of that.
+PROBE_SPANS = 50
 
 _ID_FIELD = {"span": "span_id", "trace": "trace_id", "session": "session_id"}
 _MISSING = re.compile(r"(?:Spans|Traces|Sessions) with IDs (.*) do not exist\.?$", re.S)
@@ -101,6 +129,14 @@ def _same_result(sent: dict[str, Any], stored: dict[str, Any] | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
+
+
+def probe_sample(ids: Sequence[str], size: int = PROBE_SPANS) -> list[str]:
+    """``size`` of the ids, evenly spread, always with the last one (all of them if fewer)."""
+    if len(ids) <= size:
+        return list(ids)
+    step = (len(ids) - 1) / (size - 1)
+    return [ids[round(i * step)] for i in range(size)]
 
 
 class PhoenixTarget:
@@ -172,20 +208,12 @@ class PhoenixTarget:
         slow: list[Annotation] = []
         fast: list[Annotation] = []
         if self.kind == "span":
-            known = self._existing_spans({a.target_id for a in annotations if not a.is_update})
             for a in annotations:
-                (fast if a.target_id in known and not a.is_update else slow).append(a)
+                (slow if a.is_update else fast).append(a)
         else:
             slow = list(annotations)
         try:
-            for window in chunks(fast, self.config.max_unconfirmed):
-                confirmed = self._send_queued(window)
-                for a in window:
-                    if id(a) in confirmed:
-                        outcomes[index[id(a)]] = confirmed[id(a)]
-                    else:
-                        slow.append(a)
-                done(len(confirmed))
+            slow.extend(self._send_queued(fast, index, outcomes, done))
             for batch in chunks(slow, self.config.batch_size):
                 settled = self._send_confirmed(batch)
                 for a in batch:
@@ -200,11 +228,10 @@ class PhoenixTarget:
                 outcomes.setdefault(i, lost)
         return [outcomes[i] for i in range(len(annotations))]
 
-    def _existing_spans(self, span_ids: set[str]) -> set[str]:
+    def _existing_spans(self, span_ids: Sequence[str]) -> set[str]:
         """Which of these spans exist in the project (one GET per 1000 ids)."""
         found: set[str] = set()
-        ordered = sorted(span_ids)
-        for part in chunks(ordered, MAX_IDS_PER_GET):
+        for part in chunks(span_ids, MAX_IDS_PER_GET):
             response = self._call(
                 "GET",
                 f"/v1/projects/{urllib.parse.quote(self.project, safe='')}/spans",
@@ -216,10 +243,54 @@ class PhoenixTarget:
                 found.add(span["context"]["span_id"])
         return found
 
-    def _send_queued(self, window: Sequence[Annotation]) -> dict[int, Outcome]:
-        """Queue a window of annotations (sync=false), then read back what landed."""
-        sent: list[Annotation] = []
-        for batch in chunks(window, self.config.batch_size):
+    def _known(self, batch: Sequence[Annotation]) -> set[str]:
+        """The span ids of a batch that exist: a sample is checked first (always the last
+        id, which ``_confirm`` waits for), and only if one of those is missing, all of them."""
+        ids = list(dict.fromkeys(a.target_id for a in batch))
+        sample = probe_sample(ids)
+        found = self._existing_spans(sample)
+        if len(found) == len(sample):
+            return set(ids)
+        return found if len(sample) == len(ids) else self._existing_spans(ids)
+
+    def _send_queued(
+        self,
+        fast: Sequence[Annotation],
+        index: Mapping[int, int],
+        outcomes: dict[int, Outcome],
+        done: Progress,
+    ) -> list[Annotation]:
+        """Queue batches (sync=false) of annotations on spans that exist, each read back once
+        it landed; the next batch is queued while the one before is inserted, with at most
+        ``max_unconfirmed`` rows unconfirmed.
+
+        :returns: the annotations not confirmed (for the synchronous path).
+        """
+        size = max(1, min(self.config.batch_size, self.config.max_unconfirmed))
+        queued: deque[tuple[Sequence[Annotation], float]] = deque()
+        unconfirmed = 0
+        left: list[Annotation] = []
+
+        def settle_oldest() -> None:
+            nonlocal unconfirmed
+            batch, posted_at = queued.popleft()
+            unconfirmed -= len(batch)
+            confirmed = self._confirm(batch, posted_at)
+            for a in batch:
+                if id(a) in confirmed:
+                    outcomes[index[id(a)]] = confirmed[id(a)]
+                else:
+                    left.append(a)
+            done(len(confirmed))
+
+        for candidates in chunks(fast, size):
+            known = self._known(candidates)
+            batch = [a for a in candidates if a.target_id in known]
+            left.extend(a for a in candidates if a.target_id not in known)
+            if not batch:
+                continue
+            while queued and unconfirmed + len(batch) > self.config.max_unconfirmed:
+                settle_oldest()
             response = self._call(
                 "POST",
                 "/v1/span_annotations",
@@ -227,24 +298,49 @@ class PhoenixTarget:
                 json={"data": [self.payload(a) for a in batch]},
             )
             if response.status_code == 200:
-                sent.extend(batch)
-        return self._confirm(sent)
+                queued.append((batch, self._clock()))
+                unconfirmed += len(batch)
+            else:
+                left.extend(batch)
+        while queued:
+            settle_oldest()
+        return left
 
-    def _confirm(self, sent: Sequence[Annotation]) -> dict[int, Outcome]:
+    def _confirm(self, sent: Sequence[Annotation], posted_at: float) -> dict[int, Outcome]:
+        """Read a queued batch back: the rows stored as sent are confirmed.
+
+        Phoenix's queue inserts in order, taking all it holds at each flush, so once the
+        batch's last row (on a span known to exist) is stored, every row of the batch that
+        will land has: one read of the whole batch then settles it, and a row still missing
+        (a span sampled as existing that does not, a failed insert) goes to the synchronous
+        path at once. Until then only that last row is looked for, which costs the server
+        little. If it never shows, the batch is read back until ``confirm_timeout``.
+        """
         pending = {(a.target_id, a.name, a.identifier): a for a in sent}
         expected = {key: _result(a) for key, a in pending.items()}
         confirmed: dict[int, Outcome] = {}
-        deadline = self._clock() + self.config.confirm_timeout
-        delay = 0.3
-        while pending:
+        deadline = posted_at + self.config.confirm_timeout
+        last = sent[-1]
+        last_key = (last.target_id, last.name, last.identifier)
+        patience = min(deadline, posted_at + LAST_ROW_PATIENCE)
+        delay = FIRST_LOOK
+        landed = False
+        while not landed:
             self._sleep(delay)
+            stored = self._stored({last_key: last}).get(last_key)
+            landed = stored is not None and _same_result(expected[last_key], stored[1])
+            if self._clock() >= patience:
+                break
+            delay = min(delay * 1.5, MAX_LOOK_INTERVAL)
+        delay = 0.3
+        while True:
             for key, (remote_id, result) in self._stored(pending).items():
                 if key in pending and _same_result(expected[key], result):
                     confirmed[id(pending.pop(key))] = Outcome.ok(remote_id)
-            if self._clock() >= deadline:
-                break
+            if landed or not pending or self._clock() >= deadline:
+                return confirmed
+            self._sleep(delay)
             delay = min(delay * 1.5, 2.0)
-        return confirmed
 
     def _stored(
         self, pending: Mapping[tuple[str, str, str], Annotation]
