@@ -83,6 +83,31 @@ def make_session(
     return session
 
 
+def settle_environment(session: requests.Session, url: str) -> None:
+    """Look up once what requests would look up in the environment on every request.
+
+    With ``trust_env`` (the default), every request walks os.environ for proxies and stats
+    ~/.netrc and the CA bundle: ~0.3 ms of client CPU each, a sixth of the client's work in
+    a 2000-request MLflow sync that shares two cores with the server. The same settings,
+    for this platform's URL, are put on the session instead: proxies (``NO_PROXY``
+    honoured), ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` when verification is on, and
+    ~/.netrc credentials when the session sends no credentials of its own.
+    """
+    if not session.trust_env:
+        return
+    settings = session.merge_environment_settings(url, {}, None, session.verify, session.cert)
+    session.proxies = dict(settings["proxies"])
+    session.verify = settings["verify"]
+    has_credentials = session.auth is not None or any(
+        name.lower() in SENSITIVE_HEADERS for name in session.headers
+    )
+    if not has_credentials:
+        netrc = requests.utils.get_netrc_auth(url)
+        if netrc:
+            session.auth = netrc
+    session.trust_env = False
+
+
 _URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")
 
 

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,61 @@ def test_credentials_in_urls_are_redacted() -> None:
         call(url)
     assert "s3cret" not in str(err.value)
     assert "//***@127.0.0.1" in str(err.value)
+
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def no_proxies(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_the_environment_is_read_once_per_session(
+    no_proxies: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_proxies.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    no_proxies.setenv("NO_PROXY", "internal.example")
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    no_proxies.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine api.example login sme password from-netrc-0123\n")
+    netrc.chmod(0o600)
+    no_proxies.setenv("NETRC", str(netrc))
+
+    session = http.make_session()
+    http.settle_environment(session, "https://api.example/v1")
+    assert session.trust_env is False
+    assert session.proxies["https"] == "http://proxy.example:3128"
+    assert session.verify == str(bundle)
+    assert session.auth == ("sme", "from-netrc-0123")
+
+    bypassed = http.make_session(headers={"Authorization": "Bearer own-token-0123"})
+    bypassed.verify = False  # e.g. MLFLOW_TRACKING_INSECURE_TLS: stays off
+    http.settle_environment(bypassed, "https://internal.example/v1")
+    assert bypassed.proxies == {}
+    assert bypassed.verify is False
+    assert bypassed.auth is None  # it sends credentials of its own: ~/.netrc is not used
+
+
+def test_a_settled_session_does_not_read_the_environment_per_request(
+    no_proxies: pytest.MonkeyPatch, scripted
+) -> None:  # type: ignore[no-untyped-def]
+    server = scripted([(200, {}, 0.0)])
+    session = http.make_session()
+    http.settle_environment(session, server.url)
+    # a proxy that does not exist, set after the session was made: a per-request lookup
+    # would send the request there and fail
+    no_proxies.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    response = http.request(session, "GET", server.url, platform="Test", auth_hint="")
+    assert response.status_code == 200
+    assert len(server.hits) == 1
+    unsettled = http.make_session(connect_retries=0, retries=0)
+    with pytest.raises(TargetUnreachable):
+        http.request(unsettled, "GET", server.url, platform="Test", auth_hint="")

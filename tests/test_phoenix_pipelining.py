@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from bridge.mapping import PhoenixTarget as PhoenixConfig
-from bridge.records import Annotation, Status
+from bridge.records import Annotation, Outcome, Status
 from bridge.targets.phoenix import PROBE_SPANS, PhoenixTarget, probe_sample
 from tests.servers import PhoenixServer
 
@@ -103,6 +103,16 @@ def target(url: str, wire: Wire, **config: Any) -> PhoenixTarget:
     )
 
 
+def send_over_wire(url: str, batch: list[Annotation], **config: Any) -> tuple[Wire, list[Outcome]]:
+    """Send through a fresh target whose every request is recorded."""
+    wire = Wire()
+    t = target(url, wire, **config)
+    try:
+        return wire, t.send(batch)
+    finally:
+        t.close()
+
+
 def read_backs(wire: Wire) -> list[Call]:
     return [c for c in wire.calls if c.method == "GET" and c.path.endswith("/span_annotations")]
 
@@ -112,10 +122,9 @@ def test_batches_overlap_and_never_more_than_max_unconfirmed_are_queued(
 ) -> None:
     spans = spans_of(seeded_spans)[:30]
     name = f"pipelined_{next(_names)}"
-    wire = Wire()
-    t = target(phoenix.url, wire, batch_size=5, max_unconfirmed=10)
-    outcomes = t.send(annotations(spans, name))
-    t.close()
+    wire, outcomes = send_over_wire(
+        phoenix.url, annotations(spans, name), batch_size=5, max_unconfirmed=10
+    )
     assert [o.status for o in outcomes] == [Status.SYNCED] * len(spans)
     landed = [a for a in phoenix.span_annotations(spans, "tests") if a["name"] == name]
     assert len(landed) == len(spans)
@@ -151,10 +160,9 @@ def test_a_batch_is_read_back_whole_only_once_its_last_row_is_there(
 ) -> None:
     spans = spans_of(seeded_spans)[:12]
     name = f"last_row_{next(_names)}"
-    wire = Wire()
-    t = target(phoenix.url, wire, batch_size=4, max_unconfirmed=4)
-    outcomes = t.send(annotations(spans, name))
-    t.close()
+    wire, outcomes = send_over_wire(
+        phoenix.url, annotations(spans, name), batch_size=4, max_unconfirmed=4
+    )
     assert [o.status for o in outcomes] == [Status.SYNCED] * len(spans)
     reads = read_backs(wire)
     for b in range(3):
@@ -196,10 +204,7 @@ def test_only_a_sample_of_known_spans_is_checked(
 ) -> None:
     spans = spans_of(seeded_spans)  # 80 spans, one batch
     name = f"sampled_{next(_names)}"
-    wire = Wire()
-    t = target(phoenix.url, wire)
-    outcomes = t.send(annotations(spans, name))
-    t.close()
+    wire, outcomes = send_over_wire(phoenix.url, annotations(spans, name))
     assert [o.status for o in outcomes] == [Status.SYNCED] * len(spans)
     assert span_checks(wire) == [probe_sample(spans)]
     assert len(span_checks(wire)[0]) == PROBE_SPANS < len(spans)
@@ -214,10 +219,7 @@ def test_a_missing_span_in_the_sample_checks_them_all_and_only_known_ones_are_qu
     assert ghost not in probe_sample(ids)
     ids[-1], ids[40] = ids[40], ids[-1]  # the ghost last: the sample always holds the last
     name = f"ghost_sampled_{next(_names)}"
-    wire = Wire()
-    t = target(phoenix.url, wire)
-    outcomes = t.send(annotations(ids, name))
-    t.close()
+    wire, outcomes = send_over_wire(phoenix.url, annotations(ids, name))
     assert span_checks(wire) == [probe_sample(ids), ids]
     queued = [c for c in wire.posts() if c.query == {"sync": ["false"]}]
     assert [len(c.sent["data"]) for c in queued] == [len(spans)]
@@ -235,10 +237,7 @@ def test_a_missing_span_that_slips_past_the_sample_is_rejected_without_waiting(
     ids = [*spans[:40], ghost, *spans[40:]]
     assert ghost not in probe_sample(ids)
     name = f"ghost_unsampled_{next(_names)}"
-    wire = Wire()
-    t = target(phoenix.url, wire)
-    outcomes = t.send(annotations(ids, name))
-    t.close()
+    wire, outcomes = send_over_wire(phoenix.url, annotations(ids, name))
     assert span_checks(wire) == [probe_sample(ids)]  # the sample found them all
     assert outcomes[40].status == Status.REJECTED
     assert f"no span '{ghost}'" in outcomes[40].message

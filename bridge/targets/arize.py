@@ -149,7 +149,10 @@ class ArizeTarget:
                 if self.api == "graphql"
                 else {"Authorization": f"Bearer {self._api_key}"}
             )
-        self.session = session or http.make_session(headers=headers, timeout=config.timeout)
+        if session is None:
+            session = http.make_session(headers=headers, timeout=config.timeout)
+            http.settle_environment(session, self.base_url)
+        self.session = session
         self._now = now
         self.limiter = RateLimiter(config.mutations_per_minute, 60.0, clock=clock, sleep=sleep)
         self._margin = timedelta(hours=config.start_time_margin_hours)

@@ -157,9 +157,10 @@ class Log10Target:
         )
         self._has_token = bool(environ.get("LOG10_TOKEN", "").strip())
         self.org_id = environ.get("LOG10_ORG_ID", "").strip()
-        self.session = session or http.make_session(
-            headers=headers_from_env(environ), timeout=config.timeout
-        )
+        if session is None:
+            session = http.make_session(headers=headers_from_env(environ), timeout=config.timeout)
+            http.settle_environment(session, self.base_url)
+        self.session = session
         no_blind_post_retries(self.session)
         self._now_ms = now_ms
         self._task: dict[str, Any] | None = None

@@ -403,6 +403,7 @@ class MlflowTarget:
             session.auth = self.connection.basic
         if self.connection.cert:
             session.cert = self.connection.cert
+        http.settle_environment(session, self.connection.base_url)
         return session
 
     def _check_config(self, specs: Sequence[AnnotationSpec]) -> None:

@@ -164,9 +164,10 @@ class PhoenixTarget:
         self.kind: str = config.annotate
         self.base_url = (config.url or base_url_from_env(environ)).rstrip("/")
         self.project = config.project or environ.get("PHOENIX_PROJECT_NAME") or "default"
-        self.session = session or http.make_session(
-            headers=headers_from_env(environ), timeout=config.timeout
-        )
+        if session is None:
+            session = http.make_session(headers=headers_from_env(environ), timeout=config.timeout)
+            http.settle_environment(session, self.base_url)
+        self.session = session
         self._sleep = sleep
         self._clock = clock
 
