@@ -558,7 +558,8 @@ def rules_pull(
 ) -> None:
     """Write the platform's rules into the mapping: Phoenix annotation configs (CATEGORICAL
     labels, CONTINUOUS bounds, FREEFORM), MLflow label schemas, or the log10 task's JSON
-    schema. Only labels, score_min and score_max change, in place; the diff is printed.
+    schema. Only labels, score_min and score_max change, in place (and synonyms go when the
+    platform has no label list); the diff is printed.
 
     Example:
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from bridge.errors import ConfigError
 from bridge.mapping import CsvSource as CsvConfig
@@ -356,16 +356,9 @@ def open_sink(mapping: MappingModel) -> ExportSink:
 
         return ExcelExportSink(cfg.path, cfg.worksheet, cfg.header_row)
     if isinstance(cfg, GSheetConfig):
-        from bridge.sources.gsheets import GSheetsSource
+        from bridge.sources import open_source
 
-        return GSheetsSource(
-            cfg.spreadsheet,
-            cfg.worksheet,
-            cfg.header_row,
-            cfg.credentials,
-            gid=cfg.gid,
-            timeout=cfg.timeout,
-        )
+        return cast(ExportSink, open_source(mapping))  # the sheet synced is the one exported to
     if isinstance(cfg, CsvConfig):
         raise ConfigError(
             "export writes into an Excel workbook or a Google Sheet (with dropdowns); a CSV "

@@ -11,7 +11,8 @@
   (its ``minimum`` / ``maximum``).
 
 Only the keys the platform decides are touched; synonyms, ``require``, case sensitivity and
-lengths stay the mapping's own.
+lengths stay the mapping's own, except that synonyms are removed when the platform gives no
+label list for them to map to.
 
 ``rules pull`` writes the result into the mapping file by a careful text edit of each
 annotation entry's ``rules:`` block (ruamel is not a dependency): only the lines of the keys

@@ -13,6 +13,7 @@ import python_calamine
 
 from bridge.records import Row, StatusColumns, StatusUpdate
 from bridge.sources.base import ReadSpec
+from tests.sheets_standin import column_letter
 
 SPAN = "67f6740bbe1ddc3f"
 SPAN2 = "0a1b2c3d4e5f6071"
@@ -110,15 +111,6 @@ class ErrorValue:
     """A cell holding an error value, as Excel stores #N/A or #REF!."""
 
     code: str
-
-
-def _letters(index: int) -> str:
-    letters = ""
-    n = index + 1
-    while n:
-        n, rem = divmod(n - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
 
 
 def _esc(text: str) -> str:
@@ -243,7 +235,7 @@ def raw_book(
     for i, values in enumerate(all_rows, start=1):
         cells = []
         for j, value in enumerate(values):
-            ref = f"{_letters(j)}{i}"
+            ref = f"{column_letter(j)}{i}"
             style = styles.get(ref, STYLE_HEADER if (i == 1 and header is not None) else None)
             xml, is_formula = _cell_xml(ref, value, style, strings, p)
             cells.append(xml)
@@ -251,7 +243,7 @@ def raw_book(
                 formulas.append(ref)
         span = f' spans="1:{width}"' if spans else ""
         body.append(f'<{p}row r="{i}"{span}>{"".join(cells)}</{p}row>')
-    last = f"{_letters(width - 1)}{max(len(all_rows), 1)}"
+    last = f"{column_letter(width - 1)}{max(len(all_rows), 1)}"
     sheet_xml = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
         f'<{p}worksheet {xmlns} xmlns:r="{REL_NS}"><{p}dimension ref="A1:{last}"/>{head}'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -334,6 +335,25 @@ def test_append_goes_below_the_last_used_row_and_changes_no_existing_cell(tmp_pa
     assert ws["C5"].value is None
     assert ws["J4"].hyperlink.target == "https://p/2"
     assert wb["Other"]["A1"].value == "untouched"
+
+
+def test_an_append_that_cannot_be_saved_leaves_the_workbook_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = existing_book(tmp_path / "labels.xlsx")
+    content = book.read_bytes()
+
+    def refuse(src: Any, dst: Any) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(SourceUnavailable) as info:
+        ExcelExportSink(book, "Labels").append_rows(["span_id"], [{"span_id": span(2)}])
+    assert str(info.value) == (
+        f"{book}: could not save the workbook (Permission denied); it is unchanged"
+    )
+    assert book.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.xlsx"]
 
 
 def test_existing_ids_of_a_blank_or_missing_sheet_and_a_missing_column(tmp_path: Path) -> None:

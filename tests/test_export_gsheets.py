@@ -140,7 +140,7 @@ def test_export_into_an_empty_tab_writes_the_header_rows_and_dropdowns(
         },
     ]
     writes = [r for r in standin.log if r.kind == "write"]
-    assert all(w.json()["valueInputOption"] == "RAW" for w in writes)
+    assert writes and all(w.json()["valueInputOption"] == "RAW" for w in writes)
 
 
 def test_append_below_existing_rows_changes_no_cell_and_skips_ids_there(

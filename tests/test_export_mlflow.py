@@ -127,6 +127,7 @@ def test_whole_loop_export_label_sync_read_back(
     (tmp_path / "fresh").mkdir()
     other = write_mapping(tmp_path / "fresh", server, name)  # a new sheet: labelled ones skipped
     code, fresh = cli("export", str(other), "--dry-run")
+    assert code == 0, fresh
     assert fresh["appended"] == 0 and fresh["skipped"]["annotated"] == len(expected)
 
 
@@ -135,6 +136,7 @@ def test_full_text_equals_the_previews_of_short_traces_and_filters_work(
 ) -> None:
     mapping = write_mapping(tmp_path, server, "full_text")
     code, previews = cli("export", str(mapping), "--dry-run")
+    assert code == 0, previews
     code, full = cli("export", str(mapping), "--dry-run", "--full-text")
     assert code == 0
     assert full["rows"] == previews["rows"]

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import IO
 from xml.etree import ElementTree
 
+from bridge.sources._table import column_letter
+
 MAIN_NS = b"http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 _PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
@@ -89,16 +91,6 @@ class SheetPatch:
     header_row: int = 1
     style_from: int | None = None
     new_columns: frozenset[int] = frozenset()
-
-
-def column_letters(index: int) -> str:
-    """0-based column index -> letters (0 -> A, 16383 -> XFD)."""
-    letters = ""
-    n = index + 1
-    while n:
-        n, rem = divmod(n - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
 
 
 def _split_ref(ref: bytes) -> tuple[int, int]:
@@ -736,9 +728,7 @@ class _SheetStream:
         new = (min(r0, self.rows[0]), min(c0, *cols), max(r1, self.rows[-1]), max(c1, *cols))
         if new != (r0, c0, r1, c1):
             self._copy_to(v0)
-            self._emit(
-                f"{column_letters(new[1])}{new[0]}:{column_letters(new[3])}{new[2]}".encode()
-            )
+            self._emit(f"{column_letter(new[1])}{new[0]}:{column_letter(new[3])}{new[2]}".encode())
             self._skip_to(v1)
 
     def _rows(self, pos: int) -> int:
@@ -904,7 +894,7 @@ class _SheetStream:
                     continue
                 if cell.formula:
                     raise PatchUnsupported(
-                        f"cell {column_letters(col)}{n}, to be written, holds a formula"
+                        f"cell {column_letter(col)}{n}, to be written, holds a formula"
                     )
                 cell_style = cell.style
                 if cell_style is None and header and col in self.patch.new_columns:
@@ -979,7 +969,7 @@ class _SheetStream:
                 c_end = buf.rfind(close, te, hi)
                 gt = buf.find(b">", c_end, hi) if c_end >= 0 else -1
                 if gt < 0:
-                    raise PatchUnsupported(f"cell {column_letters(col)} has no end tag")
+                    raise PatchUnsupported(f"cell {column_letter(col)} has no end tag")
                 formula = self._find_tag(b"<" + p + b"f", te + 1, c_end) >= 0
                 content = formula
                 if not formula and self.min_new is not None and col >= self.min_new:
@@ -1020,13 +1010,13 @@ class _SheetStream:
             if r0 <= n <= r1:
                 for col in planned:
                     if c0 <= col <= c1:
-                        raise InsideArrayFormula(f"{column_letters(col)}{n}", ref)
+                        raise InsideArrayFormula(f"{column_letter(col)}{n}", ref)
 
     def _cell_xml(self, col: int, nb: bytes, style: bytes | None, text: str) -> bytes:
         """An inline-string cell in column ``col`` of row ``nb`` (the row number as bytes)."""
         head = self.heads.get(col)
         if head is None:
-            head = self.heads[col] = self.open_c + column_letters(col).encode()
+            head = self.heads[col] = self.open_c + column_letter(col).encode()
         rest = self.values.get((style, text))
         if rest is None:
             rest = self._rest(style, text)

@@ -525,23 +525,35 @@ class ExcelSource:
         self._save(save)
 
     def _save(self, write: Callable[[IO[bytes]], None]) -> None:
-        """Write the workbook to a temporary file beside it, then put it in its place."""
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=".annobridge.xlsx", dir=self.path.parent
+        save_beside(
+            self.path,
+            write,
+            "could not save the status columns ({reason}); the workbook is unchanged. The "
+            "annotations were sent: run again to write the statuses",
         )
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "w+b") as fh:
-                write(fh)
-            shutil.copymode(self.path, tmp)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise SourceUnavailable(
-                f"{self.path}: could not save the status columns ({exc.strerror}); the workbook "
-                "is unchanged. The annotations were sent: run again to write the statuses"
-            ) from exc
-        finally:
-            tmp.unlink(missing_ok=True)
+
+
+def save_beside(path: Path, write: Callable[[IO[bytes]], None], failure: str) -> None:
+    """Write a workbook to a temporary file beside ``path``, then put it in its place: a
+    reader never sees half a workbook, and a failed save leaves the old one as it was.
+
+    :param failure: the message when saving fails, after the path; ``{reason}`` is the
+        operating system's reason.
+    """
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=".annobridge.xlsx", dir=path.parent
+    )
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w+b") as fh:
+            write(fh)
+        if path.exists():
+            shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise SourceUnavailable(f"{path}: " + failure.format(reason=exc.strerror)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class _RowCells(Mapping[int, str]):

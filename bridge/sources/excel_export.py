@@ -13,10 +13,7 @@ a formula.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from copy import copy
@@ -36,7 +33,7 @@ from bridge.export import EXCEL_CELL_LIMIT, AppendReport, Validation, list_probl
 from bridge.records import StatusColumns
 from bridge.sources._table import column_letter, key_part
 from bridge.sources.base import ReadSpec
-from bridge.sources.excel import ExcelSource
+from bridge.sources.excel import ExcelSource, save_beside
 
 log = logging.getLogger(__name__)
 
@@ -271,22 +268,7 @@ class ExcelExportSink:
     def _save(self, book: Any) -> None:
         """Save to a temporary file beside the workbook, then put it in its place."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=".annobridge.xlsx", dir=self.path.parent
-        )
-        tmp = Path(name)
-        try:
-            with os.fdopen(fd, "w+b") as fh:
-                book.save(fh)
-            if self.path.exists():
-                shutil.copymode(self.path, tmp)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise SourceUnavailable(
-                f"{self.path}: could not save the workbook ({exc.strerror}); it is unchanged"
-            ) from exc
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_beside(self.path, book.save, "could not save the workbook ({reason}); it is unchanged")
 
 
 def _stamp(path: Path) -> tuple[int, int]:

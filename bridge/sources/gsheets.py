@@ -647,9 +647,10 @@ class GSheetsSource:
             raise self._missing_worksheet()
         return found[0]["valueRange"], self.gid
 
-    def read(self, spec: ReadSpec) -> list[Row]:
-        with self._google("read"):
-            answer, sheet_id = self._read_values()
+    def _take(
+        self, answer: Mapping[str, Any], sheet_id: int | None
+    ) -> tuple[_Layout, list[list[Any]]]:
+        """The values of a whole-worksheet read, and the layout its range tells (kept)."""
         grid = parse_range(str(answer["range"]))
         values: list[list[Any]] = answer.get("values") or []
         self._layout = _Layout(
@@ -659,6 +660,11 @@ class GSheetsSource:
             grid_cols=grid.last_col + 1,
             width=max((len(r) for r in values), default=0),
         )
+        return self._layout, values
+
+    def read(self, spec: ReadSpec) -> list[Row]:
+        with self._google("read"):
+            layout, values = self._take(*self._read_values())
         where = self._where()
         if not values:
             raise SourceError(
@@ -669,8 +675,8 @@ class GSheetsSource:
             values, self.header_row, spec.columns, spec.key_columns, spec.status, where
         )
         header = values[self.header_row - 1]
-        self._layout.key_positions = header_index(header, spec.key_columns, where, self.header_row)
-        self._typed_dates(grid.title, values, spec, rows)
+        layout.key_positions = header_index(header, spec.key_columns, where, self.header_row)
+        self._typed_dates(layout.title, values, spec, rows)
         return rows
 
     def _typed_dates(
@@ -900,17 +906,7 @@ class GSheetsSource:
     def _export_read(self) -> list[list[Any]]:
         """The whole worksheet now (one request), and what it says about the grid."""
         with self._exporting("read"):
-            answer, sheet_id = self._read_values()
-        grid = parse_range(str(answer["range"]))
-        values: list[list[Any]] = answer.get("values") or []
-        self._layout = _Layout(
-            title=grid.title,
-            sheet_id=sheet_id,
-            grid_rows=grid.last_row,
-            grid_cols=grid.last_col + 1,
-            width=max((len(r) for r in values), default=0),
-        )
-        return values
+            return self._take(*self._read_values())[1]
 
     def existing_ids(self, id_column: str) -> set[str]:
         """The ids in ``id_column`` on every data row; empty for a sheet without a header."""

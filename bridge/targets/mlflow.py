@@ -24,16 +24,17 @@ What the server does (reference/mlflow.md), and what this module does about it:
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import math
 import os
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -43,6 +44,10 @@ from bridge.mapping import AnnotationSpec
 from bridge.mapping import MlflowTarget as MlflowConfig
 from bridge.records import Annotation, Outcome, Status
 from bridge.targets.base import Progress, chunks
+
+if TYPE_CHECKING:
+    from bridge.export import ExportQuery, ExportRecord
+    from bridge.platform_rules import PlatformRule
 
 DEFAULT_URL = "http://localhost:5000"
 PLATFORM = "MLflow"
@@ -890,41 +895,48 @@ class MlflowTarget:
         }
         return found, refused
 
+    def _trace_pages(self, body: dict[str, Any], fix: str) -> Iterator[list[dict[str, Any]]]:
+        """The traces of a traces/search, page by page (page tokens followed).
+
+        :param fix: what the error says to do when MLflow refuses the search.
+        """
+        token = ""
+        while True:
+            paged = {**body, "page_token": token} if token else body
+            response = self._call("POST", f"{API}/traces/search", json=paged)
+            if response.status_code != 200:
+                raise ConfigError(
+                    f"MLflow refused the trace search ({response.status_code} "
+                    f"{_error_message(response)}); {fix}"
+                )
+            page = response.json()
+            yield [i for i in page.get("traces", []) if isinstance(i, dict)]
+            token = page.get("next_page_token") or ""
+            if not token:
+                return
+
     def _by_request_id(self, ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         """Resolve client_request_ids in bulk (``IN (...)``), within the experiment."""
         experiment_id = self.experiment_id()
         matches: dict[str, list[dict[str, Any]]] = {rid: [] for rid in ids}
         for part in chunks(ids, IDS_PER_LOOKUP):
-            token = ""
-            while True:
-                body: dict[str, Any] = {
-                    "locations": [
-                        {
-                            "type": "MLFLOW_EXPERIMENT",
-                            "mlflow_experiment": {"experiment_id": experiment_id},
-                        }
-                    ],
-                    "filter": "attributes.client_request_id IN ("
-                    + ", ".join(_quote(r) for r in part)
-                    + ")",
-                    "max_results": SEARCH_PAGE,
-                }
-                if token:
-                    body["page_token"] = token
-                response = self._call("POST", f"{API}/traces/search", json=body)
-                if response.status_code != 200:
-                    raise ConfigError(
-                        f"MLflow refused the trace search ({response.status_code} "
-                        f"{_error_message(response)}); annobridge needs the trace API of MLflow 3"
-                    )
-                page = response.json()
-                for info in page.get("traces", []):
+            body: dict[str, Any] = {
+                "locations": [
+                    {
+                        "type": "MLFLOW_EXPERIMENT",
+                        "mlflow_experiment": {"experiment_id": experiment_id},
+                    }
+                ],
+                "filter": "attributes.client_request_id IN ("
+                + ", ".join(_quote(r) for r in part)
+                + ")",
+                "max_results": SEARCH_PAGE,
+            }
+            for infos in self._trace_pages(body, "annobridge needs the trace API of MLflow 3"):
+                for info in infos:
                     rid = info.get("client_request_id")
                     if rid in matches:
                         matches[rid].append(info)
-                token = page.get("next_page_token") or ""
-                if not token:
-                    break
         found: dict[str, dict[str, Any]] = {}
         problems: dict[str, str] = {}
         for rid, infos in matches.items():
@@ -958,7 +970,7 @@ class MlflowTarget:
             raise ConfigError(f"MLflow has no experiment '{self.experiment}'")
         return found
 
-    def export_records(self, query: ExportQuery) -> typing.Iterator[ExportRecord]:
+    def export_records(self, query: ExportQuery) -> Iterator[ExportRecord]:
         """The experiment's traces, oldest first, page by page (traces/search), with the
         request and response previews (or, with ``full_text``, the root span's full inputs
         and outputs from traces/batchGet). Each record carries the names of ``query.names``
@@ -979,7 +991,7 @@ class MlflowTarget:
         if query.until is not None:
             clauses.append(f"attributes.timestamp_ms < {int(query.until.timestamp() * 1000)}")
         clauses.extend(f.strip() for f in query.filters if f.strip())
-        body: dict[str, typing.Any] = {
+        body: dict[str, Any] = {
             "locations": [
                 {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}}
             ],
@@ -991,19 +1003,10 @@ class MlflowTarget:
         sources = {SOURCE_TYPES.get(k, k) for k in query.annotator_kinds}
         by_request_id = self.config.id_kind == "client_request_id"
         without_id = 0
-        token = ""
-        while True:
-            if token:
-                body["page_token"] = token
-            response = self._call("POST", f"{API}/traces/search", json=body)
-            if response.status_code != 200:
-                raise ConfigError(
-                    f"MLflow refused the trace search ({response.status_code} "
-                    f"{_error_message(response)}); a --filter is an MLflow search expression, "
-                    "e.g. --filter \"tags.env = 'prod'\""
-                )
-            page = response.json()
-            infos = [i for i in page.get("traces", []) if isinstance(i, dict)]
+        pages = self._trace_pages(
+            body, "a --filter is an MLflow search expression, e.g. --filter \"tags.env = 'prod'\""
+        )
+        for infos in pages:
             full = (
                 self._export_full([str(i.get("trace_id")) for i in infos])
                 if query.full_text
@@ -1035,8 +1038,7 @@ class MlflowTarget:
                     f"?selectedEvaluationId={urllib.parse.quote(trace_id, safe='')}",
                     annotated=frozenset(held),
                 )
-            token = page.get("next_page_token") or ""
-            if not token or not infos:
+            if not infos:
                 break
         if without_id:
             logging.getLogger(__name__).warning(
@@ -1079,7 +1081,7 @@ class MlflowTarget:
         }
 
 
-def _span_attributes(span: Mapping[str, typing.Any]) -> dict[str, str]:
+def _span_attributes(span: Mapping[str, Any]) -> dict[str, str]:
     """An OpenTelemetry span's attributes as text: a string as it is, anything else as JSON
     (the way MLflow writes its request and response previews)."""
     out: dict[str, str] = {}
@@ -1091,7 +1093,7 @@ def _span_attributes(span: Mapping[str, typing.Any]) -> dict[str, str]:
     return out
 
 
-def _any_value(value: Mapping[str, typing.Any]) -> typing.Any:
+def _any_value(value: Mapping[str, Any]) -> Any:
     """An OpenTelemetry AnyValue (as MLflow's JSON gives it) as a Python value."""
     for key in ("string_value", "stringValue"):
         if key in value:
@@ -1115,7 +1117,7 @@ def _any_value(value: Mapping[str, typing.Any]) -> typing.Any:
     return None
 
 
-def _preview(text: typing.Any) -> str | None:
+def _preview(text: Any) -> str | None:
     """A request or response preview; a JSON string literal (a whole one) as its text."""
     if not isinstance(text, str):
         return None
@@ -1126,7 +1128,7 @@ def _preview(text: typing.Any) -> str | None:
     return decoded if isinstance(decoded, str) else text
 
 
-def _export_time(value: typing.Any) -> datetime.datetime | None:
+def _export_time(value: Any) -> datetime.datetime | None:
     """An RFC 3339 time (nanoseconds cut to microseconds)."""
     if not value:
         return None
@@ -1139,11 +1141,3 @@ def _export_time(value: typing.Any) -> datetime.datetime | None:
         return datetime.datetime.fromisoformat(text)
     except ValueError:
         return None
-
-
-import datetime  # noqa: E402 - below the class: kept apart from the target's own imports
-import typing  # noqa: E402
-
-if typing.TYPE_CHECKING:
-    from bridge.export import ExportQuery, ExportRecord
-    from bridge.platform_rules import PlatformRule

@@ -350,28 +350,41 @@ class PhoenixTarget:
         names = sorted({k[1] for k in pending})
         span_ids = sorted({k[0] for k in pending})
         stored: dict[tuple[str, str, str], tuple[str, dict[str, Any] | None]] = {}
-        path = f"/v1/projects/{urllib.parse.quote(self.project, safe='')}/span_annotations"
-        for part in chunks(span_ids, MAX_IDS_PER_GET):
+        for row in self._annotations("span", span_ids, names, strict=False):
+            key = (row["span_id"], row["name"], row.get("identifier") or "")
+            stored[key] = (row["id"], row.get("result"))
+        return stored
+
+    def _annotations(
+        self, kind: str, ids: Sequence[str], names: Sequence[str], *, strict: bool
+    ) -> Iterator[dict[str, Any]]:
+        """Every annotation with one of ``names`` on these records: one GET per 1000 ids and
+        page. A 404 (none of the records is in the project yet) gives none; another refusal
+        ends the read of those ids, or with ``strict`` raises ConfigError."""
+        path = f"/v1/projects/{urllib.parse.quote(self.project, safe='')}/{kind}_annotations"
+        for part in chunks(ids, MAX_IDS_PER_GET):
             cursor: str | None = None
             while True:
                 params: dict[str, Any] = {
-                    "span_ids": list(part),
-                    "include_annotation_names": names,
+                    f"{kind}_ids": list(part),
+                    "include_annotation_names": list(names),
                     "limit": 10_000,
                 }
                 if cursor:
                     params["cursor"] = cursor
                 response = self._call("GET", path, params=params)
                 if response.status_code != 200:
+                    if strict and response.status_code != 404:
+                        raise ConfigError(
+                            f"Phoenix refused to list annotations ({response.status_code}: "
+                            f"{_detail(response.text)})"
+                        )
                     break
                 body = response.json()
-                for row in body.get("data", []):
-                    key = (row["span_id"], row["name"], row.get("identifier") or "")
-                    stored[key] = (row["id"], row.get("result"))
+                yield from body.get("data", [])
                 cursor = body.get("next_cursor")
                 if not cursor:
                     break
-        return stored
 
     def _send_confirmed(self, batch: Sequence[Annotation]) -> dict[int, Outcome]:
         """POST with sync=true: the server answers an id per row, or names unknown ids."""
@@ -532,34 +545,10 @@ class PhoenixTarget:
         held: dict[str, set[str]] = {}
         if not ids or not query.names:
             return held
-        field = "span_ids" if self.kind == "span" else "trace_ids"
-        path = f"/v1/projects/{urllib.parse.quote(self.project, safe='')}/{self.kind}_annotations"
-        for part in chunks(list(ids), MAX_IDS_PER_GET):
-            cursor: str | None = None
-            while True:
-                params: dict[str, Any] = {
-                    field: list(part),
-                    "include_annotation_names": list(query.names),
-                    "limit": 10_000,
-                }
-                if cursor:
-                    params["cursor"] = cursor
-                response = self._call("GET", path, params=params)
-                if response.status_code == 404:
-                    break  # none of these records is in the project (yet): none labelled
-                if response.status_code != 200:
-                    raise ConfigError(
-                        f"Phoenix refused to list annotations ({response.status_code}: "
-                        f"{_detail(response.text)})"
-                    )
-                body = response.json()
-                for row in body.get("data", []):
-                    if row.get("annotator_kind") in query.annotator_kinds:
-                        rid = row.get(_ID_FIELD[self.kind])
-                        held.setdefault(str(rid), set()).add(str(row.get("name")))
-                cursor = body.get("next_cursor")
-                if not cursor:
-                    break
+        for row in self._annotations(self.kind, ids, query.names, strict=True):
+            if row.get("annotator_kind") in query.annotator_kinds:
+                rid = row.get(_ID_FIELD[self.kind])
+                held.setdefault(str(rid), set()).add(str(row.get("name")))
         return held
 
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
