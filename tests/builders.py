@@ -77,6 +77,13 @@ def sheet_values(path: Path, sheet: str | None = None) -> list[list[Any]]:
     return [list(r) for r in ws.iter_rows(values_only=True)]
 
 
+def sheet_records(path: Path, sheet: str | None = "Labels") -> list[dict[str, Any]]:
+    """Every data row of a worksheet as {header: value} (the header in row 1)."""
+    rows = sheet_values(path, sheet)
+    header = [str(h) for h in rows[0]]
+    return [dict(zip(header, r, strict=False)) for r in rows[1:]]
+
+
 def column_of(
     path: Path, name: str, sheet: str | None = None, header_row: int = 1
 ) -> dict[Any, Any]:

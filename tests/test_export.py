@@ -30,13 +30,10 @@ from bridge.export import (
 )
 from bridge.mapping import load_mapping
 from bridge.sources.excel_export import ExcelExportSink
+from tests.builders import span
 
 runner = CliRunner()
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def span(n: int) -> str:
-    return f"{n:016x}"
 
 
 def rec(n: int, **kw: Any) -> ExportRecord:

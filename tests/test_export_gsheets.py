@@ -16,14 +16,11 @@ from bridge.errors import AuthRefused
 from bridge.export import ExportQuery, ExportRecord, Validation, export, header_for
 from bridge.mapping import Mapping, parse_mapping
 from bridge.sources.gsheets import GSheetsSource, RetryPolicy
+from tests.builders import span
 from tests.sheets_standin import SheetsStandIn
 
 KEY = "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def span(n: int) -> str:
-    return f"{n:016x}"
 
 
 class FakeTarget:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from bridge.cli import app
 from bridge.mapping import load_mapping
+from tests.builders import sheet_records as table
 from tests.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.mlflow
@@ -68,12 +69,6 @@ def cli(*args: str) -> tuple[int, dict[str, Any]]:
     out = result.stdout.strip().splitlines()
     assert out, result.stderr
     return result.exit_code, json.loads(out[-1])
-
-
-def table(path: Path) -> list[dict[str, Any]]:
-    rows = list(openpyxl.load_workbook(path)["Labels"].iter_rows(values_only=True))
-    header = [str(h) for h in rows[0]]
-    return [dict(zip(header, r, strict=False)) for r in rows[1:]]
 
 
 def test_whole_loop_export_label_sync_read_back(

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from bridge.cli import app
 from bridge.mapping import load_mapping
+from tests.builders import sheet_records as table
 from tests.servers import PhoenixServer
 
 pytestmark = pytest.mark.phoenix
@@ -70,13 +71,6 @@ def cli(*args: str) -> tuple[int, dict[str, Any], str]:
     out = result.stdout.strip().splitlines()
     assert out, result.stderr
     return result.exit_code, json.loads(out[-1]), result.stderr
-
-
-def table(path: Path) -> list[dict[str, Any]]:
-    ws = openpyxl.load_workbook(path)["Labels"]
-    rows = list(ws.iter_rows(values_only=True))
-    header = [str(h) for h in rows[0]]
-    return [dict(zip(header, r, strict=False)) for r in rows[1:]]
 
 
 def cells(path: Path) -> dict[str, Any]:
