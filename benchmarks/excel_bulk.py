@@ -136,7 +136,7 @@ def _spec() -> Any:
 def read_validate(path: Path, rows: int) -> float:
     from bridge import rules
     from bridge.mapping import AnnotationSpec
-    from bridge.sources.excel import ExcelSource
+    from bridge.sources.excel.source import ExcelSource
 
     spec = AnnotationSpec(
         name="correctness",
@@ -176,7 +176,7 @@ def _updates(rows: int) -> list[Any]:
 
 
 def annobridge_write(path: Path, rows: int) -> float:
-    from bridge.sources.excel import ExcelSource
+    from bridge.sources.excel.source import ExcelSource
 
     updates = _updates(rows)
     started = _start()

@@ -37,7 +37,7 @@ from bridge.mapping import parse_mapping  # noqa: E402
 from bridge.pipeline import run  # noqa: E402
 from bridge.records import Annotation, Outcome, Row, StatusUpdate, WriteReport  # noqa: E402
 from bridge.sources.base import ReadSpec  # noqa: E402
-from bridge.sources.gsheets import GSheetsSource  # noqa: E402
+from bridge.sources.gsheets.source import GSheetsSource  # noqa: E402
 from tests.sheets_standin import SheetsStandIn  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "gsheets_requests.json"

@@ -19,7 +19,7 @@ from bridge.errors import (
     TargetUnreachable,
     UnavailableError,
 )
-from bridge.mapping import Mapping, load_mapping
+from bridge.mapping import MappingConfig, load_mapping
 from bridge.pipeline import SyncResult, run
 
 __version__ = "0.1.0"
@@ -28,7 +28,7 @@ __all__ = [
     "AuthRefused",
     "BridgeError",
     "ConfigError",
-    "Mapping",
+    "MappingConfig",
     "MappingError",
     "SourceError",
     "SourceUnavailable",
@@ -41,11 +41,11 @@ __all__ = [
 ]
 
 
-def sync(mapping: Mapping, **kwargs: Any) -> SyncResult:
+def sync(mapping: MappingConfig, **kwargs: Any) -> SyncResult:
     """Validate, send new and edited labels, write statuses back. See ``pipeline.run``."""
     return run(mapping, **kwargs)
 
 
-def validate(mapping: Mapping, **kwargs: Any) -> SyncResult:
+def validate(mapping: MappingConfig, **kwargs: Any) -> SyncResult:
     """Read and check every row; send nothing, write nothing."""
     return run(mapping, send=False, **kwargs)

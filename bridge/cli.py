@@ -22,7 +22,7 @@ from bridge import __version__, platform_rules
 from bridge.errors import EXIT_OK, EXIT_ROWS_FAILED, BridgeError
 from bridge.export import ExportResult, parse_time
 from bridge.export import export as run_export
-from bridge.mapping import Mapping, load_mapping
+from bridge.mapping import MappingConfig, load_mapping
 from bridge.pipeline import PENDING, UNCHANGED, OnProgress, SyncResult, run, run_all
 from bridge.scaffold import init_gsheet_project, init_project
 
@@ -379,7 +379,7 @@ def init(
 def _platform_rules(quiet: bool) -> Any:
     """For --rules-from-platform: the mapping with the platform's rules, the diff on stderr."""
 
-    def prepare(mapping: Mapping) -> Mapping:
+    def prepare(mapping: MappingConfig) -> MappingConfig:
         found = platform_rules.compare(mapping)
         if not quiet:
             _print_rules_report(found, str(mapping.path or "the mapping"), err=True)

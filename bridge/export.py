@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol, cast, runtime_checkable
+from typing import Any
 
 from bridge.errors import ConfigError
-from bridge.mapping import CsvSource as CsvConfig
-from bridge.mapping import ExcelSource as ExcelConfig
-from bridge.mapping import GSheetSource as GSheetConfig
-from bridge.mapping import Mapping as MappingModel
-from bridge.records import FORMULA_TRIGGERS, safe_text
+from bridge.mapping import MappingConfig
+from bridge.records import ExportQuery, ExportRecord, Validation, safe_text
+from bridge.registry import open_sink, open_target
+from bridge.sources.base import ExportSink
+from bridge.targets.base import ExportsRecords, Target
 
-EXCEL_CELL_LIMIT = 32_767
-SHEETS_CELL_LIMIT = 50_000
 TRUNCATION_MARKER = (
     " … [cut by annobridge: {total:,} characters in all; the full text is on the platform]"
 )
@@ -51,87 +49,6 @@ class ExportColumns:
 
     def names(self) -> list[str]:
         return [self.input, self.output, self.start_time, self.link]
-
-
-@dataclass(frozen=True)
-class ExportQuery:
-    """Which records to list.
-
-    :param names: the mapping's annotation names; records holding all of them are skipped.
-    :param annotator_kinds: only annotations of these kinds count as "already labelled".
-    :param filters: in the platform's own syntax: Phoenix ``key:value`` attribute filters,
-        MLflow search filter expressions (joined with AND).
-    :param roots_only: Phoenix spans: root spans only (one per trace).
-    :param full_text: MLflow: fetch the full request and response instead of the previews.
-    """
-
-    names: tuple[str, ...]
-    annotator_kinds: tuple[str, ...] = ("HUMAN",)
-    since: datetime | None = None
-    until: datetime | None = None
-    filters: tuple[str, ...] = ()
-    roots_only: bool = True
-    full_text: bool = False
-    page_size: int = 500
-
-
-@dataclass(frozen=True)
-class ExportRecord:
-    """One record of the platform, as a row to label."""
-
-    record_id: str
-    input: str | None = None
-    output: str | None = None
-    start_time: datetime | None = None
-    url: str | None = None
-    # the query's annotation names this record already holds
-    annotated: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Validation:
-    """A rule for the cells of one column: a list of allowed values, or a number range."""
-
-    column: str
-    kind: Literal["list", "number"]
-    options: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    title: str = ""
-
-    def describe(self) -> str:
-        if self.kind == "list":
-            return f"{self.column}: one of {', '.join(self.options)}"
-        low = "-inf" if self.minimum is None else _num(self.minimum)
-        high = "inf" if self.maximum is None else _num(self.maximum)
-        return f"{self.column}: a number from {low} to {high}"
-
-
-@dataclass
-class AppendReport:
-    """What an append did: the sheet rows written and the header cells added."""
-
-    first_row: int = 0
-    last_row: int = 0
-    added_columns: list[str] = field(default_factory=list)
-
-
-@runtime_checkable
-class ExportSink(Protocol):
-    """A sheet that export can append to (a source with the optional export methods)."""
-
-    @property
-    def label(self) -> str: ...
-
-    cell_limit: int
-
-    def existing_ids(self, id_column: str) -> set[str]: ...
-
-    def append_rows(
-        self, header: Sequence[str], rows: Sequence[Mapping[str, Any]]
-    ) -> AppendReport: ...
-
-    def add_validations(self, validations: Sequence[Validation]) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -294,7 +211,7 @@ def plan_export(
     return plan
 
 
-def validations_for(mapping: MappingModel) -> list[Validation]:
+def validations_for(mapping: MappingConfig) -> list[Validation]:
     """Dropdowns for label columns with allowed labels, ranges for score columns with bounds.
 
     A column used by two annotation entries gets the first entry's rule.
@@ -315,19 +232,7 @@ def validations_for(mapping: MappingModel) -> list[Validation]:
     return list(out.values())
 
 
-def list_problem(options: Sequence[str], max_length: int | None = None) -> str | None:
-    """Why these labels cannot be a dropdown (None when they can)."""
-    if any(str(o).startswith(FORMULA_TRIGGERS) for o in options):
-        return "a label starts with = + - or @, which a spreadsheet reads as a formula"
-    if max_length is not None:
-        if any("," in o or '"' in o for o in options):
-            return "a label contains a comma or a double quote"
-        if len(",".join(options)) > max_length:
-            return f"the labels are longer than Excel's {max_length} characters for a dropdown"
-    return None
-
-
-def header_for(mapping: MappingModel, columns: ExportColumns = ExportColumns()) -> list[str]:
+def header_for(mapping: MappingConfig, columns: ExportColumns = ExportColumns()) -> list[str]:
     """The header of a sheet export starts from scratch: id, context, the labelled columns,
     start time and link, then the status columns."""
     id_column = export_id_column(mapping)
@@ -338,7 +243,7 @@ def header_for(mapping: MappingModel, columns: ExportColumns = ExportColumns()) 
     return list(dict.fromkeys(names))
 
 
-def export_id_column(mapping: MappingModel) -> str:
+def export_id_column(mapping: MappingConfig) -> str:
     ids = list(dict.fromkeys(a.id_column for a in mapping.annotations))
     if len(ids) > 1:
         raise ConfigError(
@@ -348,37 +253,17 @@ def export_id_column(mapping: MappingModel) -> str:
     return ids[0]
 
 
-def open_sink(mapping: MappingModel) -> ExportSink:
-    """The mapping's sheet, with the methods export needs."""
-    cfg = mapping.source
-    if isinstance(cfg, ExcelConfig):
-        from bridge.sources.excel_export import ExcelExportSink
-
-        return ExcelExportSink(cfg.path, cfg.worksheet, cfg.header_row)
-    if isinstance(cfg, GSheetConfig):
-        from bridge.sources import open_source
-
-        return cast(ExportSink, open_source(mapping))  # the sheet synced is the one exported to
-    if isinstance(cfg, CsvConfig):
+def _exporter(target: Target) -> ExportsRecords:
+    if not isinstance(target, ExportsRecords):
         raise ConfigError(
-            "export writes into an Excel workbook or a Google Sheet (with dropdowns); a CSV "
-            "file has none: use source type excel or gsheet"
+            f"annobridge cannot export records from {target.name}: it exports from Phoenix "
+            "and MLflow"
         )
-    raise ConfigError(f"source type '{cfg.type}' cannot take exported rows")  # pragma: no cover
-
-
-def _exporter(target: object) -> Any:
-    method = getattr(target, "export_records", None)
-    if not callable(method):
-        name = getattr(target, "name", type(target).__name__)
-        raise ConfigError(
-            f"annobridge cannot export records from {name}: it exports from Phoenix and MLflow"
-        )
-    return method
+    return target
 
 
 def export(
-    mapping: MappingModel,
+    mapping: MappingConfig,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -389,7 +274,7 @@ def export(
     dry_run: bool = False,
     columns: ExportColumns = ExportColumns(),
     sink: ExportSink | None = None,
-    target: Any = None,
+    target: Target | None = None,
 ) -> ExportResult:
     """Append the records that still need labels to the mapping's sheet, with dropdowns.
 
@@ -404,8 +289,6 @@ def export(
     :param target: a target to use instead of the mapping's.
     :raises BridgeError: for anything that stops the export (exit 2 or 3).
     """
-    from bridge.targets import open_target
-
     started = time.monotonic()
     since = since if since is None or since.tzinfo else since.replace(tzinfo=UTC)
     until = until if until is None or until.tzinfo else until.replace(tzinfo=UTC)
@@ -417,7 +300,7 @@ def export(
     own_target = target is None
     target = target or open_target(mapping)
     try:
-        records = _exporter(target)
+        exporter = _exporter(target)
         query = ExportQuery(
             names=tuple(dict.fromkeys(a.name for a in mapping.annotations)),
             annotator_kinds=tuple(dict.fromkeys(a.annotator_kind for a in mapping.annotations)),
@@ -429,7 +312,7 @@ def export(
             page_size=min(max(limit or 500, 50), 500),
         )
         in_sheet = sink.existing_ids(id_column)
-        found: Iterator[ExportRecord] = records(query)
+        found: Iterator[ExportRecord] = exporter.export_records(query)
         plan = plan_export(
             found,
             in_sheet,
@@ -466,6 +349,5 @@ def export(
     finally:
         if own_target:
             target.close()
-        close = getattr(sink, "close", None)
-        if own_sink and callable(close):
-            close()
+        if own_sink:
+            sink.close()

@@ -15,10 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from bridge.configs import StrictModel
 from bridge.errors import MappingError
 from bridge.records import StatusColumns
+from bridge.sources.csv.config import CsvConfig
+from bridge.sources.excel.config import ExcelConfig
+from bridge.sources.gsheets.config import GSheetConfig
+from bridge.targets.arize.config import ArizeConfig
+from bridge.targets.log10.config import Log10Config
+from bridge.targets.mlflow.config import MlflowConfig
+from bridge.targets.phoenix.config import PhoenixConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -36,11 +44,7 @@ RequireMode = Literal["label", "score", "label_or_score", "label_and_score"]
 AnnotatorKind = Literal["HUMAN", "LLM", "CODE"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Rules(_Model):
+class Rules(StrictModel):
     labels: list[str] | None = None
     case_sensitive: bool = False
     synonyms: dict[str, str] = Field(default_factory=dict)
@@ -79,7 +83,7 @@ def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() else str(value)
 
 
-class AnnotationSpec(_Model):
+class AnnotationSpec(StrictModel):
     name: str = Field(min_length=1)
     id_column: str
     label_column: str | None = None
@@ -130,294 +134,27 @@ class AnnotationSpec(_Model):
         return [c for c in cols if c]
 
 
-class ExcelSource(_Model):
-    type: Literal["excel"]
-    path: Path
-    worksheet: str | None = None
-    header_row: int = Field(default=1, ge=1)
-
-
-class CsvSource(_Model):
-    type: Literal["csv"]
-    path: Path
-    header_row: int = Field(default=1, ge=1)
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    encoding: str = "utf-8-sig"
-
-
-class GSheetSource(_Model):
-    """A Google Sheet, by key or URL; the tab by title (``worksheet``) or id (``gid``).
-
-    Without either, the tab in the URL's ``#gid=`` is used, else the first sheet (which costs
-    one metadata request more per sync). ``credentials`` is a service-account key or an
-    OAuth file; without it, GOOGLE_APPLICATION_CREDENTIALS, then gspread's own files.
-    """
-
-    type: Literal["gsheet"]
-    spreadsheet: str
-    worksheet: str | None = None
-    gid: int | None = Field(default=None, ge=0)
-    header_row: int = Field(default=1, ge=1)
-    credentials: Path | None = None
-    timeout: float = Field(default=60.0, gt=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _title_as_text(cls, data: Any) -> Any:
-        # YAML reads `worksheet: 2024` as a number; a tab titled 2024 is meant
-        if isinstance(data, dict):
-            title = data.get("worksheet")
-            if isinstance(title, int | float) and not isinstance(title, bool):
-                data = {**data, "worksheet": f"{title:g}"}
-        return data
-
-    @model_validator(mode="after")
-    def _check(self) -> GSheetSource:
-        from bridge.sources._gsheets_data import parse_spreadsheet
-
-        parse_spreadsheet(self.spreadsheet)  # ValueError says what is wrong and the fix
-        if self.worksheet is not None and self.gid is not None:
-            raise ValueError(
-                "give worksheet (the tab's title) or gid (the number after #gid= in the "
-                "tab's URL), not both"
-            )
-        return self
-
-
-SourceConfig = Annotated[ExcelSource | CsvSource | GSheetSource, Field(discriminator="type")]
-
-
-class PhoenixTarget(_Model):
-    type: Literal["phoenix"]
-    url: str | None = None
-    annotate: Literal["span", "trace", "session"] = "span"
-    project: str | None = None
-    timeout: float = Field(default=30.0, gt=0)
-    batch_size: int = Field(default=1000, ge=1, le=10_000)
-    # At most this many annotations are queued on the server and not yet confirmed: Phoenix
-    # merges queued requests into one statement, which SQLite and Postgres refuse past a few
-    # thousand rows (reference/phoenix.md, "Gotchas").
-    max_unconfirmed: int = Field(default=2000, ge=1, le=10_000)
-    confirm_timeout: float = Field(default=30.0, gt=0)
-
-
-# Keys that only one of Arize's two write APIs reads.
-_ARIZE_GRAPHQL_ONLY = (
-    "model_id",
-    "environment",
-    "input_shape",
-    "annotation_config_ids",
-    "mutations_per_request",
-    "mutations_per_minute",
-)
-_ARIZE_REST_ONLY = ("project_id", "granularity", "end_time", "records_per_request")
-
-
-class ArizeTarget(_Model):
-    """Arize AX: GraphQL ``updateAnnotations`` (the default) or REST ``/v2/spans/annotate``.
-
-    The API key comes from ARIZE_API_KEY, never from the mapping.
-    """
-
-    type: Literal["arize"]
-    api: Literal["graphql", "rest"] = "graphql"
-    # default https://app.arize.com (GraphQL at /graphql) or https://api.arize.com (REST)
-    url: str | None = None
-    timeout: float = Field(default=30.0, gt=0)
-    # GraphQL
-    model_id: str | None = None
-    environment: Literal["production", "validation", "training", "tracing"] = "tracing"
-    # "annotations": the documented mutation (seed 002); "annotation_updates": the newer
-    # input with annotationConfigId per annotation name
-    input_shape: Literal["annotations", "annotation_updates"] = "annotations"
-    annotation_config_ids: dict[str, str] = Field(default_factory=dict)
-    mutations_per_request: int = Field(default=10, ge=1, le=50)
-    # Arize allows 300 mutations a minute; the default leaves room for clock skew.
-    mutations_per_minute: int = Field(default=250, ge=1, le=300)
-    # Where Arize looks for each record: GraphQL startTime must be at most 24 h before the
-    # record's start; REST looks between start_time and end_time (at most 31 days).
-    start_time: AwareDatetime | None = None
-    start_time_column: str | None = None
-    start_time_margin_hours: float = Field(default=1.0, gt=0, le=24)
-    # REST
-    project_id: str | None = None
-    granularity: Literal["span", "trace", "session"] = "span"
-    end_time: AwareDatetime | None = None
-    records_per_request: int = Field(default=1000, ge=1, le=1000)
-
-    @model_validator(mode="after")
-    def _check(self) -> ArizeTarget:
-        other, foreign = (
-            ("rest", _ARIZE_REST_ONLY)
-            if self.api == "graphql"
-            else ("graphql", _ARIZE_GRAPHQL_ONLY)
-        )
-        for key in foreign:
-            if key in self.model_fields_set:
-                raise ValueError(
-                    f"{key} is read by api: {other} only; remove it or set api: {other}"
-                )
-        if self.start_time is not None and self.start_time_column:
-            raise ValueError("give start_time or start_time_column, not both")
-        if self.api == "graphql":
-            if not self.model_id:
-                raise ValueError(
-                    "api: graphql needs model_id, the model's id as in its Arize URL "
-                    "(e.g. TW9kZWw6MzExMjk3NjEwaweDpTZXdq)"
-                )
-            if self.input_shape == "annotations" and (
-                self.start_time is None and not self.start_time_column
-            ):
-                raise ValueError(
-                    "Arize's updateAnnotations needs a startTime at most 24 h before each "
-                    "record's start: set start_time_column (a column with each record's start "
-                    "time) or start_time (one time for all rows, e.g. 2024-11-15T00:00:00Z)"
-                )
-            if self.input_shape == "annotation_updates" and not self.annotation_config_ids:
-                raise ValueError(
-                    "input_shape annotation_updates needs annotation_config_ids, one "
-                    "'annotation name: config id' per annotation"
-                )
-            return self
-        if not self.project_id:
-            raise ValueError("api: rest needs project_id, the Arize project of the spans")
-        days = 7 if self.granularity == "session" else 31
-        if self.start_time is not None and self.end_time is not None:
-            if self.end_time <= self.start_time:
-                raise ValueError("end_time must be after start_time")
-            if (self.end_time - self.start_time).total_seconds() > days * 86400:
-                raise ValueError(
-                    f"Arize searches at most {days} days for {self.granularity} annotations; "
-                    "bring start_time and end_time closer"
-                )
-        if self.granularity == "session" and self.records_per_request > 100:
-            raise ValueError("Arize takes at most 100 session records per request")
-        return self
-
-    def record_kind(self) -> str:
-        """What the id column holds: span, trace, session, or record (a prediction id)."""
-        if self.api == "rest":
-            return self.granularity
-        return "span" if self.environment == "tracing" else "record"
-
-    def extra_columns(self) -> list[str]:
-        """Sheet columns this target reads besides the annotation's own."""
-        return [self.start_time_column] if self.start_time_column else []
-
-
-LOG10_VALUE_SOURCES = ("label", "score", "explanation", "annotator")
-
-
-class Log10Target(_Model):
-    """log10 feedback (experimental: the service shows no activity since January 2025).
-
-    Credentials come from LOG10_TOKEN and LOG10_ORG_ID, never from the mapping.
-    """
-
-    type: Literal["log10"]
-    url: str | None = None  # default LOG10_URL, then https://log10.io
-    task_id: str = Field(min_length=1)
-    # what the id column holds: completion tags (comma separated) or completion ids (UUIDs)
-    match: Literal["tags", "completion_ids"] = "tags"
-    # task field -> label | score | explanation | annotator | column:<sheet column>
-    json_values: dict[str, str] = Field(min_length=1)
-    # log10 cannot update or delete feedback: an edited row is refused, or sent as new feedback
-    on_edit: Literal["reject", "resend"] = "reject"
-    max_matched_completions: int | None = Field(default=None, ge=1)
-    page_size: int = Field(default=50, ge=1, le=1000)
-    timeout: float = Field(default=30.0, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> Log10Target:
-        for key, source in self.json_values.items():
-            if source in LOG10_VALUE_SOURCES:
-                continue
-            if source.startswith("column:") and source[len("column:") :].strip():
-                continue
-            raise ValueError(
-                f"json_values.{key} is '{source}'; use label, score, explanation, annotator "
-                "or column:<column name>"
-            )
-        return self
-
-    def record_kind(self) -> str:
-        return "tag" if self.match == "tags" else "completion"
-
-    def extra_columns(self) -> list[str]:
-        """Sheet columns this target reads besides the annotation's own."""
-        cols = [
-            s[len("column:") :].strip()
-            for s in self.json_values.values()
-            if s.startswith("column:")
-        ]
-        return list(dict.fromkeys(cols))
-
-
-class MlflowTarget(_Model):
-    """MLflow tracking server: assessments (feedback or expectations) on traces, over REST.
-
-    Location and credentials come from MLflow's own variables (MLFLOW_TRACKING_URI,
-    MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN), never from the mapping.
-    """
-
-    type: Literal["mlflow"]
-    url: str | None = None  # default MLFLOW_TRACKING_URI, then http://localhost:5000
-    # experiment name or id; default MLFLOW_EXPERIMENT_NAME, then MLFLOW_EXPERIMENT_ID
-    experiment: str | None = None
-    # what the id column holds: MLflow trace ids (tr-...) or the app's client_request_id
-    id_kind: Literal["trace_id", "client_request_id"] = "trace_id"
-    # annotation name -> how its value is sent (default auto: the label as text, else the score)
-    values: dict[
-        str, Literal["auto", "pass_fail", "numeric", "categorical", "categorical_list", "text"]
-    ] = Field(default_factory=dict)
-    # annotation name -> [positive label, negative label] of a pass_fail value (True, False)
-    pass_fail: dict[str, tuple[str, str]] = Field(default_factory=dict)
-    # annotation names sent as expectations (ground truth); the others are feedback
-    expectations: list[str] = Field(default_factory=list)
-    # read the experiment's label schemas and check values against them before sending
-    label_schemas: bool = False
-    # requests in flight at once (MLflow has no batch endpoint for assessments)
-    # 16: the default server (4 workers) keeps each reused connection ~40 ms idle after a
-    # request (reference/mlflow.md 9), so 8 in flight leave it waiting; 16 keep it busy
-    concurrency: int = Field(default=16, ge=1, le=64)
-    timeout: float = Field(default=30.0, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> MlflowTarget:
-        for name, (positive, negative) in self.pass_fail.items():
-            if positive.strip().casefold() == negative.strip().casefold():
-                raise ValueError(f"pass_fail.{name}: the two labels must differ")
-            if self.values.get(name, "pass_fail") != "pass_fail":
-                raise ValueError(
-                    f"pass_fail.{name} is set but values.{name} is {self.values[name]}; "
-                    f"set values.{name}: pass_fail or remove pass_fail.{name}"
-                )
-        return self
-
-    def record_kind(self) -> str:
-        """What the id column holds, in words (a key of rules.ID_PATTERNS)."""
-        return "MLflow trace" if self.id_kind == "trace_id" else "client request"
-
-
+# One line per medium and per platform: the config model sits beside its adapter.
+SourceConfig = Annotated[ExcelConfig | CsvConfig | GSheetConfig, Field(discriminator="type")]
 TargetConfig = Annotated[
-    PhoenixTarget | ArizeTarget | Log10Target | MlflowTarget, Field(discriminator="type")
+    PhoenixConfig | ArizeConfig | Log10Config | MlflowConfig, Field(discriminator="type")
 ]
 
 # type -> config model, for "did you mean" hints on unknown keys
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
-    "excel": ExcelSource,
-    "csv": CsvSource,
-    "gsheet": GSheetSource,
+    "excel": ExcelConfig,
+    "csv": CsvConfig,
+    "gsheet": GSheetConfig,
 }
 TARGET_MODELS: dict[str, type[BaseModel]] = {
-    "phoenix": PhoenixTarget,
-    "arize": ArizeTarget,
-    "log10": Log10Target,
-    "mlflow": MlflowTarget,
+    "phoenix": PhoenixConfig,
+    "arize": ArizeConfig,
+    "log10": Log10Config,
+    "mlflow": MlflowConfig,
 }
 
 
-class StatusConfig(_Model):
+class StatusConfig(StrictModel):
     status_column: str = "sync_status"
     synced_at_column: str = "synced_at"
     message_column: str = "sync_message"
@@ -434,7 +171,7 @@ class StatusConfig(_Model):
         )
 
 
-class Mapping(_Model):
+class MappingConfig(StrictModel):
     source: SourceConfig
     target: TargetConfig
     annotations: list[AnnotationSpec] = Field(min_length=1)
@@ -445,7 +182,7 @@ class Mapping(_Model):
     path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
-    def _check(self) -> Mapping:
+    def _check(self) -> MappingConfig:
         seen: dict[tuple[str, str, str | None], int] = {}
         for i, a in enumerate(self.annotations):
             first = seen.setdefault((a.name, a.id_column, a.annotator_column), i)
@@ -522,7 +259,7 @@ def _known_keys(model: type[BaseModel]) -> list[str]:
 
 def _model_at(loc: tuple[int | str, ...], raw: Any) -> Any:
     """The pydantic model that owns the key at ``loc`` (for 'did you mean')."""
-    model: Any = Mapping
+    model: Any = MappingConfig
     node = raw
     for part in loc[:-1]:
         if model is None:
@@ -616,7 +353,7 @@ def _explain(exc: ValidationError, path: Path, raw: Any) -> MappingError:
     return MappingError(path, msg, key=key or None)
 
 
-def parse_mapping(data: Any, path: Path) -> Mapping:
+def parse_mapping(data: Any, path: Path) -> MappingConfig:
     """Validate an already-parsed mapping document (a dict) read from ``path``."""
     if not isinstance(data, dict):
         raise MappingError(path, "the file must be a YAML mapping with source, target, annotations")
@@ -626,15 +363,15 @@ def parse_mapping(data: Any, path: Path) -> Mapping:
         if isinstance(node, dict) and "type" not in node:
             raise MappingError(path, "this key is required", key=f"{section}.type")
     try:
-        mapping = Mapping.model_validate(data)
+        mapping = MappingConfig.model_validate(data)
     except ValidationError as exc:
         raise _explain(exc, path, data) from None
     base = path.parent
     source = mapping.source
-    if isinstance(source, ExcelSource | CsvSource) and not source.path.is_absolute():
+    if isinstance(source, ExcelConfig | CsvConfig) and not source.path.is_absolute():
         source = source.model_copy(update={"path": (base / source.path)})
     if (
-        isinstance(source, GSheetSource)
+        isinstance(source, GSheetConfig)
         and source.credentials
         and not source.credentials.is_absolute()
     ):
@@ -645,7 +382,7 @@ def parse_mapping(data: Any, path: Path) -> Mapping:
     return mapping.model_copy(update={"source": source, "path": path, "state_dir": state_dir})
 
 
-def load_mapping(path: str | os.PathLike[str]) -> Mapping:
+def load_mapping(path: str | os.PathLike[str]) -> MappingConfig:
     """Read, expand and validate a mapping file.
 
     :param path: the YAML file; relative paths inside it are relative to it.
@@ -668,7 +405,7 @@ def load_mapping(path: str | os.PathLike[str]) -> Mapping:
             p, f"line {line} is not valid UTF-8; save the mapping file as UTF-8"
         ) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -679,7 +416,7 @@ def load_mapping(path: str | os.PathLike[str]) -> Mapping:
     return parse_mapping(data, p)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader, but a key written twice in one section is an error, not a
     silent "the last one wins"."""
 

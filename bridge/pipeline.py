@@ -17,11 +17,12 @@ from typing import Any
 
 from bridge import rules
 from bridge.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, BridgeError, ConfigError
-from bridge.mapping import Mapping, load_mapping
+from bridge.mapping import MappingConfig, load_mapping
 from bridge.records import Annotation, Outcome, Row, Status, StatusUpdate
-from bridge.sources import ReadSpec, Source, open_source
+from bridge.registry import open_source, open_target
+from bridge.sources.base import ReadSpec, Source
 from bridge.state import Journal, RunLock, row_ref, run_id, state_dir
-from bridge.targets import Target, open_target
+from bridge.targets.base import ChecksAnnotations, Target
 
 OnProgress = Callable[[int, int], None]
 """Called with (annotations settled so far, annotations to send)."""
@@ -115,13 +116,12 @@ def row_hash(fingerprint: str, annotations: Sequence[Annotation]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-def _extra_columns(mapping: Mapping) -> list[str]:
+def _extra_columns(mapping: MappingConfig) -> list[str]:
     """Columns the target reads besides label, score and explanation (may be none)."""
-    extra = getattr(mapping.target, "extra_columns", None)
-    return list(extra()) if callable(extra) else []
+    return mapping.target.extra_columns()
 
 
-def _read_spec(mapping: Mapping) -> ReadSpec:
+def _read_spec(mapping: MappingConfig) -> ReadSpec:
     columns: list[str] = []
     for spec in mapping.annotations:
         for c in spec.used_columns():
@@ -139,7 +139,7 @@ def _read_spec(mapping: Mapping) -> ReadSpec:
 
 
 def plan(
-    mapping: Mapping,
+    mapping: MappingConfig,
     source: Source,
     kind: str,
     fingerprint: str,
@@ -152,7 +152,9 @@ def plan(
     """
     spec = _read_spec(mapping)
     rows = source.read(spec)
-    verdicts = rules.evaluate(rows, mapping.annotations, kind, source.label)
+    verdicts = rules.evaluate(
+        rows, mapping.annotations, kind, source.label, type(mapping.target).ID_PATTERNS
+    )
     extra_columns = _extra_columns(mapping)
     cols = spec.status
     planned: list[PlannedRow] = []
@@ -222,7 +224,7 @@ def _needs_write(row: Row, values: dict[str, str], status_col: str, message_col:
 
 
 def run(
-    mapping: Mapping,
+    mapping: MappingConfig,
     *,
     dry_run: bool = False,
     send: bool = True,
@@ -249,9 +251,15 @@ def run(
     :raises BridgeError: for anything that stops the whole run (exit 2 or 3).
     """
     started = time.monotonic()
+    own_source = source is None
     source = source or open_source(mapping)
     own_target = target is None
-    target = target or open_target(mapping)
+    try:
+        target = target or open_target(mapping)
+    except BaseException:
+        if own_source:
+            source.close()
+        raise
     try:
         result = SyncResult(
             mapping=str(mapping.path or ""),
@@ -279,10 +287,12 @@ def run(
     finally:
         if own_target:
             target.close()
+        if own_source:
+            source.close()
 
 
 def _sync(
-    mapping: Mapping,
+    mapping: MappingConfig,
     source: Source,
     target: Target,
     journal: Journal,
@@ -359,11 +369,11 @@ def _checks(target: Target, strict: bool = True) -> Callable[[Annotation], list[
     When not ``strict`` (validate), a check that needs the platform and cannot reach it
     (no credentials, offline) is skipped with a warning instead of failing the validation.
     """
-    check = getattr(target, "problems", None)
-    if not callable(check):
+    if not isinstance(target, ChecksAnnotations):
         return None
+    check = target.problems
     if strict:
-        return check  # type: ignore[no-any-return]
+        return check
     skipped: list[BridgeError] = []
 
     def lenient(a: Annotation) -> list[str]:
@@ -388,7 +398,7 @@ def _pending(planned: Sequence[PlannedRow]) -> int:
     return sum(1 for p in planned if p.status == PENDING)
 
 
-def _status_updates(planned: Sequence[PlannedRow], mapping: Mapping) -> list[StatusUpdate]:
+def _status_updates(planned: Sequence[PlannedRow], mapping: MappingConfig) -> list[StatusUpdate]:
     cols = mapping.status.columns()
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     updates: list[StatusUpdate] = []
@@ -457,7 +467,7 @@ def run_all(
     paths: Sequence[Path],
     *,
     stop: threading.Event | None = None,
-    prepare: Callable[[Mapping], Mapping] | None = None,
+    prepare: Callable[[MappingConfig], MappingConfig] | None = None,
     **kwargs: Any,
 ) -> list[JobResult]:
     """Sync several mappings one after the other; one that fails does not stop the others.

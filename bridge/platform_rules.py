@@ -29,8 +29,8 @@ import difflib
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,23 +39,12 @@ from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bridge.errors import ConfigError, MappingError
-from bridge.mapping import AnnotationSpec, Rules, parse_mapping
-from bridge.mapping import Mapping as MappingModel
+from bridge.mapping import AnnotationSpec, MappingConfig, Rules, UniqueKeyLoader, parse_mapping
+from bridge.records import PlatformRule
+from bridge.registry import open_target
+from bridge.targets.base import PullsRules, Target
 
 RULE_KEYS = ("labels", "score_min", "score_max")
-
-
-@dataclass(frozen=True)
-class PlatformRule:
-    """What the platform says about one annotation name.
-
-    :param values: the rule keys the platform decides (labels, score_min, score_max); a value
-        of None means "no such limit" and removes the key from the mapping.
-    """
-
-    name: str
-    origin: str
-    values: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -74,7 +63,7 @@ class RuleChange:
 class PlatformRules:
     """The platform's rules compared with the mapping's."""
 
-    mapping: MappingModel  # the mapping with the platform's rules in it
+    mapping: MappingConfig  # the mapping with the platform's rules in it
     rules: dict[str, PlatformRule]
     changes: list[RuleChange]
     missing: list[str]  # annotation names the platform has no config for
@@ -96,90 +85,6 @@ def _show(value: Any) -> str:
     if value is None:
         return "(none)"
     return _render(value)
-
-
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-# -- what each platform says ------------------------------------------------------------------
-
-
-def from_phoenix_config(config: Mapping[str, Any]) -> PlatformRule:
-    """A Phoenix annotation config (GET /v1/annotation_configs/{name}) as rules."""
-    name = str(config.get("name", ""))
-    kind = str(config.get("type", "")).upper()
-    origin = f"Phoenix annotation config '{name}' ({kind})"
-    if kind == "CATEGORICAL":
-        labels = [str(v.get("label")) for v in config.get("values") or [] if isinstance(v, dict)]
-        return PlatformRule(name, origin, {"labels": labels or None})
-    if kind == "CONTINUOUS":
-        return PlatformRule(
-            name,
-            origin,
-            {
-                "score_min": _number(config.get("lower_bound")),
-                "score_max": _number(config.get("upper_bound")),
-            },
-        )
-    return PlatformRule(name, origin, {})  # FREEFORM: free text, no label or score rule
-
-
-def from_mlflow_schema(schema: Mapping[str, Any]) -> PlatformRule:
-    """An MLflow label schema (label-schemas/list) as rules."""
-    name = str(schema.get("name", ""))
-    given = schema.get("input") or {}
-    if "pass_fail" in given:
-        spec = given["pass_fail"] or {}
-        labels = [spec.get("positive_label"), spec.get("negative_label")]
-        return PlatformRule(
-            name,
-            f"MLflow label schema '{name}' (pass_fail)",
-            {"labels": [str(x) for x in labels if x] or None},
-        )
-    for kind in ("categorical", "categorical_list"):
-        if kind in given:
-            options = [str(o) for o in (given[kind] or {}).get("options") or []]
-            return PlatformRule(
-                name, f"MLflow label schema '{name}' ({kind})", {"labels": options or None}
-            )
-    if "numeric" in given:
-        spec = given["numeric"] or {}
-        return PlatformRule(
-            name,
-            f"MLflow label schema '{name}' (numeric)",
-            {
-                "score_min": _number(spec.get("min_value")),
-                "score_max": _number(spec.get("max_value")),
-            },
-        )
-    kind = next(iter(given), "text")
-    return PlatformRule(name, f"MLflow label schema '{name}' ({kind})", {})
-
-
-def from_json_schema(
-    name: str, task_id: str, schema: Mapping[str, Any], json_values: Mapping[str, str]
-) -> PlatformRule:
-    """A log10 feedback task's JSON schema as rules, through the mapping's json_values."""
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    assert isinstance(props, dict)
-    values: dict[str, Any] = {}
-    for task_field, source in json_values.items():
-        prop = props.get(task_field)
-        if not isinstance(prop, dict):
-            continue
-        if source == "label" and isinstance(prop.get("enum"), list):
-            values["labels"] = [str(v) for v in prop["enum"]] or None
-        if source == "score" and prop.get("type") in ("number", "integer"):
-            values["score_min"] = _number(prop.get("minimum"))
-            values["score_max"] = _number(prop.get("maximum"))
-    return PlatformRule(name, f"log10 feedback task '{task_id}' (JSON schema)", values)
 
 
 # -- comparing and applying -------------------------------------------------------------------
@@ -206,20 +111,17 @@ def _merged_rules(spec: AnnotationSpec, rule: PlatformRule, where: str) -> Rules
         ) from None
 
 
-def fetch(target: Any, names: Sequence[str]) -> dict[str, PlatformRule]:
-    method = getattr(target, "fetch_rules", None)
-    if not callable(method):
-        name = getattr(target, "name", type(target).__name__)
+def fetch(target: Target, names: Sequence[str]) -> dict[str, PlatformRule]:
+    if not isinstance(target, PullsRules):
         raise ConfigError(
-            f"annobridge cannot read rules from {name}: it reads Phoenix annotation configs, "
-            "MLflow label schemas and log10 feedback tasks"
+            f"annobridge cannot read rules from {target.name}: it reads Phoenix annotation "
+            "configs, MLflow label schemas and log10 feedback tasks"
         )
-    found: dict[str, PlatformRule] = method(list(names))
-    return found
+    return target.fetch_rules(list(names))
 
 
 def compare(
-    mapping: MappingModel, target: Any = None, rules: dict[str, PlatformRule] | None = None
+    mapping: MappingConfig, target: Any = None, rules: dict[str, PlatformRule] | None = None
 ) -> PlatformRules:
     """The mapping with the platform's rules in it, what changes, and the diff of the file.
 
@@ -230,8 +132,6 @@ def compare(
     if rules is None:
         own = target is None
         if own:
-            from bridge.targets import open_target
-
             target = open_target(mapping)
         try:
             rules = fetch(target, names)
@@ -279,7 +179,7 @@ def unified_diff(old: str, new: str, path: str) -> str:
     )
 
 
-def pull(mapping: MappingModel, *, dry_run: bool = False, target: Any = None) -> PlatformRules:
+def pull(mapping: MappingConfig, *, dry_run: bool = False, target: Any = None) -> PlatformRules:
     """Write the platform's rules into the mapping file (unless ``dry_run``).
 
     :raises ConfigError: the mapping has no file, or its rules cannot be edited in place.
@@ -299,12 +199,10 @@ def pull(mapping: MappingModel, *, dry_run: bool = False, target: Any = None) ->
     return result
 
 
-def _check_edit(text: str, path: Path, expected: MappingModel) -> None:
+def _check_edit(text: str, path: Path, expected: MappingConfig) -> None:
     """The edited file must load, and hold exactly the expected rules."""
-    from bridge.mapping import _UniqueKeyLoader
-
     try:
-        edited = parse_mapping(yaml.load(text, Loader=_UniqueKeyLoader), path)
+        edited = parse_mapping(yaml.load(text, Loader=UniqueKeyLoader), path)
     except (yaml.YAMLError, MappingError) as exc:  # pragma: no cover - the editor's own bug
         raise ConfigError(
             f"{path}: the edited rules would not load ({exc}); the mapping is unchanged: "

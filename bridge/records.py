@@ -1,10 +1,16 @@
-"""The neutral model shared by sources, rules, the pipeline and targets."""
+"""The neutral models shared by every layer: sources, rules, use cases and targets.
+
+Nothing here imports another bridge module: adapters and use cases meet on these types.
+"""
 
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 # A cell that starts with one of these is read as a formula by Excel, Sheets or LibreOffice
 # once the file is exported or retyped (CWE-1236). Nothing annobridge writes may start so.
@@ -136,3 +142,114 @@ def safe_text(value: object) -> str:
     if text.startswith(FORMULA_TRIGGERS):
         return "'" + text
     return text
+
+
+class CellError(str):
+    """A spreadsheet error value (#N/A, #REF!, #DIV/0!...) where a value was expected.
+
+    It is text for the rules, which say so in the row's status, but nothing for keys: a value
+    reader at write time sees such a cell as empty, so its key part is "" both times.
+    """
+
+
+@dataclass(frozen=True)
+class ExportQuery:
+    """Which records to list.
+
+    :param names: the mapping's annotation names; records holding all of them are skipped.
+    :param annotator_kinds: only annotations of these kinds count as "already labelled".
+    :param filters: in the platform's own syntax: Phoenix ``key:value`` attribute filters,
+        MLflow search filter expressions (joined with AND).
+    :param roots_only: Phoenix spans: root spans only (one per trace).
+    :param full_text: MLflow: fetch the full request and response instead of the previews.
+    """
+
+    names: tuple[str, ...]
+    annotator_kinds: tuple[str, ...] = ("HUMAN",)
+    since: datetime | None = None
+    until: datetime | None = None
+    filters: tuple[str, ...] = ()
+    roots_only: bool = True
+    full_text: bool = False
+    page_size: int = 500
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """One record of the platform, as a row to label."""
+
+    record_id: str
+    input: str | None = None
+    output: str | None = None
+    start_time: datetime | None = None
+    url: str | None = None
+    # the query's annotation names this record already holds
+    annotated: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A rule for the cells of one column: a list of allowed values, or a number range."""
+
+    column: str
+    kind: Literal["list", "number"]
+    options: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    title: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "list":
+            return f"{self.column}: one of {', '.join(self.options)}"
+        low = "-inf" if self.minimum is None else _num(self.minimum)
+        high = "inf" if self.maximum is None else _num(self.maximum)
+        return f"{self.column}: a number from {low} to {high}"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def list_problem(options: Sequence[str], max_length: int | None = None) -> str | None:
+    """Why these labels cannot be a dropdown (None when they can)."""
+    if any(str(o).startswith(FORMULA_TRIGGERS) for o in options):
+        return "a label starts with = + - or @, which a spreadsheet reads as a formula"
+    if max_length is not None:
+        if any("," in o or '"' in o for o in options):
+            return "a label contains a comma or a double quote"
+        if len(",".join(options)) > max_length:
+            return f"the labels are longer than Excel's {max_length} characters for a dropdown"
+    return None
+
+
+@dataclass
+class AppendReport:
+    """What an append did: the sheet rows written and the header cells added."""
+
+    first_row: int = 0
+    last_row: int = 0
+    added_columns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlatformRule:
+    """What the platform says about one annotation name.
+
+    :param values: the rule keys the platform decides (labels, score_min, score_max); a value
+        of None means "no such limit" and removes the key from the mapping.
+    """
+
+    name: str
+    origin: str
+    values: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+def finite_number(value: Any) -> float | None:
+    """A platform's bound as a float, or None when it is absent, not a number or infinite."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

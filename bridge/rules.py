@@ -11,7 +11,7 @@ import dataclasses
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -20,40 +20,13 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from bridge._gc import gc_paused
+from bridge.configs import OTEL_ID_PATTERNS
 from bridge.mapping import AnnotationSpec, Rules
-from bridge.records import Annotation, Row
-from bridge.sources._table import CellError, gc_paused
+from bridge.records import Annotation, CellError, Row
 
-ID_PATTERNS: dict[str, tuple[str, str]] = {
-    # kind: (regex, what it looks like, for the message)
-    "span": (r"^[0-9a-f]{16}$", "16 lowercase hex characters, like 67f6740bbe1ddc3f"),
-    "trace": (
-        r"^[0-9a-f]{32}$",
-        "32 lowercase hex characters, like 6c4d3e1b8a0f47c2a9e5d1b7c3f0a2e4",
-    ),
-    "session": (r"^\S(.{0,498}\S)?$", "a session id without leading or trailing spaces"),
-    # Arize: a prediction id (model environments other than tracing)
-    "record": (r"^\S(.{0,498}\S)?$", "a record (prediction) id without leading or trailing spaces"),
-    # log10: completion ids are UUIDv4; a row may name several, separated by commas
-    "completion": (
-        r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-        r"(\s*,\s*[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})*$",
-        "a lowercase UUID like 0b6e4b1c-2f43-4e7a-9d55-1a2b3c4d5e6f, or several separated by "
-        "commas",
-    ),
-    # log10: completion tags; a row may name several, separated by commas
-    "tag": (r"^[^,]*[^,\s][^,]*(,[^,]*[^,\s][^,]*)*$", "one or more tags separated by commas"),
-    # MLflow: trace ids (tr- and 32 hex; traces logged by MLflow 2 have no prefix)
-    "MLflow trace": (
-        r"^(tr-)?[0-9a-f]{32}$",
-        "tr- and 32 lowercase hex characters, like tr-6513270e269e0d37f2a74de452e6b438",
-    ),
-    # MLflow: the app's own request id (client_request_id, at most 50 characters)
-    "client request": (
-        r"^\S(.{0,48}\S)?$",
-        "a request id of at most 50 characters, without leading or trailing spaces",
-    ),
-}
+IdPatterns = Mapping[str, tuple[str, str]]
+"""kind -> (regex, what such an id looks like): each target config's ``ID_PATTERNS``."""
 
 IDENTIFIER_PREFIX = "annobridge"
 
@@ -301,10 +274,12 @@ def _controls(
             )
 
 
-def build_schema(spec: AnnotationSpec, kind: str) -> pa.DataFrameSchema:
+def build_schema(
+    spec: AnnotationSpec, kind: str, patterns: IdPatterns = OTEL_ID_PATTERNS
+) -> pa.DataFrameSchema:
     """The pandera schema for one annotation entry of a mapping."""
     rules = spec.rules
-    id_regex = ID_PATTERNS[kind][0]
+    id_regex = patterns[kind][0]
     label_checks = [pa.Check.str_length(max_value=rules.max_label_length, error="label_length")]
     if rules.labels is not None:
         label_checks.append(pa.Check.isin(rules.labels, error="label_allowed"))
@@ -348,21 +323,21 @@ def build_schema(spec: AnnotationSpec, kind: str) -> pa.DataFrameSchema:
     )
 
 
-def _message(spec: AnnotationSpec, kind: str, check: str, value: Any) -> str:
+def _message(spec: AnnotationSpec, kind: str, check: str, value: Any, patterns: IdPatterns) -> str:
     rules = spec.rules
     lbl, scr, expl = spec.label_column, spec.score_column, spec.explanation_column
     if check == "id_format":
         full = str(value)
-        if full != full.lower() and re.fullmatch(ID_PATTERNS[kind][0], full.lower()):
+        if full != full.lower() and re.fullmatch(patterns[kind][0], full.lower()):
             return (
                 f"{spec.id_column} '{full}' has capital letters; {kind} ids are lowercase: "
                 f"'{full.lower()}'"
             )
         shown = _shown(full)
         squeezed = "".join(full.split())
-        if squeezed != full and re.fullmatch(ID_PATTERNS[kind][0], squeezed):
+        if squeezed != full and re.fullmatch(patterns[kind][0], squeezed):
             return f"{spec.id_column} '{shown}' has spaces inside; remove them: '{squeezed}'"
-        return f"{spec.id_column} '{shown}' is not a {kind} id ({ID_PATTERNS[kind][1]})"
+        return f"{spec.id_column} '{shown}' is not a {kind} id ({patterns[kind][1]})"
     if check == "label_allowed":
         allowed = ", ".join(rules.labels or [])
         return f"{lbl} '{_shown(value)}' is not one of: {allowed}"
@@ -415,21 +390,28 @@ def evaluate(
     specs: Sequence[AnnotationSpec],
     kind: str,
     sheet_label: str = "",
+    id_patterns: IdPatterns = OTEL_ID_PATTERNS,
 ) -> list[RowVerdict]:
     """Normalise and validate every row against every annotation entry.
 
     :param rows: the sheet rows, in sheet order.
     :param specs: the mapping's annotation entries.
-    :param kind: what ids refer to: span, trace or session.
+    :param kind: what ids refer to (span, trace, session, or a platform's own kind).
     :param sheet_label: a human name of the sheet, recorded in annotation metadata.
+    :param id_patterns: what ids of each kind look like; the target config's
+        ``ID_PATTERNS`` (default: OpenTelemetry's span, trace and session ids).
     :returns: one verdict per row, in the same order.
     """
     with gc_paused():
-        return _evaluate(rows, specs, kind, sheet_label)
+        return _evaluate(rows, specs, kind, sheet_label, id_patterns)
 
 
 def _evaluate(
-    rows: Sequence[Row], specs: Sequence[AnnotationSpec], kind: str, sheet_label: str
+    rows: Sequence[Row],
+    specs: Sequence[AnnotationSpec],
+    kind: str,
+    sheet_label: str,
+    patterns: IdPatterns,
 ) -> list[RowVerdict]:
     verdicts = [RowVerdict([], []) for _ in rows]
     # the target ids of the annotations made, by name: to see at once that none is twice
@@ -438,7 +420,7 @@ def _evaluate(
         problems: dict[int, list[str]] = defaultdict(list)
         cols = _normalise(spec, rows, kind, problems)
         frame = cols.frame()
-        schema = build_schema(spec, kind)
+        schema = build_schema(spec, kind, patterns)
         try:
             schema.validate(frame, lazy=True)
         except SchemaErrors as exc:
@@ -451,7 +433,7 @@ def _evaluate(
                 name = str(check).split("(")[0]
                 i = int(index)
                 if cols.present[i]:
-                    problems[i].append(_message(spec, kind, name, failure))
+                    problems[i].append(_message(spec, kind, name, failure, patterns))
         _annotate(spec, kind, sheet_label, rows, cols, problems, verdicts, made)
     _flag_duplicates(rows, verdicts, made)
     for verdict in verdicts:

@@ -9,7 +9,7 @@ from openpyxl.styles import Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from bridge.errors import ConfigError
-from bridge.mapping import Mapping, load_mapping
+from bridge.mapping import MappingConfig, load_mapping
 from bridge.sources._table import column_letter
 
 STARTER_MAPPING = """\
@@ -46,7 +46,7 @@ CONTEXT_COLUMNS = ["input", "output"]
 MAX_LIST_VALIDATION = 255  # Excel refuses list validations longer than 255 characters
 
 
-def template_columns(mapping: Mapping) -> list[str]:
+def template_columns(mapping: MappingConfig) -> list[str]:
     """Header of the template workbook: ids, context, the labelled columns, status."""
     ids = [a.id_column for a in mapping.annotations]
     cols: list[str] = []
@@ -60,7 +60,7 @@ def template_columns(mapping: Mapping) -> list[str]:
     return cols + [c for c in mapping.status.columns().names() if c not in cols]
 
 
-def write_template_workbook(path: Path, mapping: Mapping, rows: int = 1000) -> None:
+def write_template_workbook(path: Path, mapping: MappingConfig, rows: int = 1000) -> None:
     """An .xlsx with the mapping's header, and dropdowns so SMEs type only valid values."""
     book = openpyxl.Workbook()
     ws = book.active
@@ -136,7 +136,7 @@ def init_gsheet_project(directory: Path, *, force: bool = False) -> tuple[list[P
     import yaml
 
     from bridge.mapping import parse_mapping
-    from bridge.sources.gsheets import credential_files, service_account_email
+    from bridge.sources.gsheets.source import credential_files, service_account_email
 
     placeholder = "<paste the sheet's URL here>"
     excel = STARTER_MAPPING.format(workbook="labels.xlsx")

@@ -18,14 +18,13 @@ import pytest
 
 from bridge import http
 from bridge.errors import AuthRefused, ConfigError, MappingError
-from bridge.mapping import ArizeTarget as ArizeConfig
 from bridge.mapping import parse_mapping
 from bridge.pipeline import run
 from bridge.records import Annotation, Status
-from bridge.targets import open_target
-from bridge.targets._extra import PIPELINE_CARRIES_EXTRA
-from bridge.targets._ratelimit import RateLimiter
-from bridge.targets.arize import ArizeTarget
+from bridge.registry import open_target
+from bridge.targets.arize.config import ArizeConfig
+from bridge.targets.arize.ratelimit import RateLimiter
+from bridge.targets.arize.target import ArizeTarget
 from tests.arize_standin import ArizeStandIn, FakeClock, RowAnnotation, document_errors
 
 KEY = "arize-test-key-4d9a1c"
@@ -531,17 +530,12 @@ def test_a_start_time_column_waits_for_the_pipeline_to_carry_extra_columns(
     arize: ArizeStandIn, clock: FakeClock
 ) -> None:
     make = lambda: target(arize, clock, start_time=None, start_time_column="started_at")  # noqa: E731
-    if PIPELINE_CARRIES_EXTRA:
-        assert make().config.extra_columns() == ["started_at"]
-    else:
-        with pytest.raises(ConfigError, match="start_time_column .* needs a newer annobridge"):
-            make()
+    assert make().config.extra_columns() == ["started_at"]
 
 
 def test_start_times_from_a_column_are_a_margin_before_each_record(
     arize: ArizeStandIn, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bridge.targets.arize.PIPELINE_CARRIES_EXTRA", True)
     began = datetime(2024, 11, 18, 9, 0, 0, tzinfo=UTC)
     seed(arize, span(0), span(1), span(2), start=began)
     t = target(arize, clock, start_time=None, start_time_column="started_at")
@@ -563,7 +557,6 @@ def test_start_times_from_a_column_are_a_margin_before_each_record(
 def test_a_24_hour_margin_never_exceeds_the_documented_limit(
     arize: ArizeStandIn, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bridge.targets.arize.PIPELINE_CARRIES_EXTRA", True)
     began = datetime(2024, 11, 18, 9, 0, 0, 750000, tzinfo=UTC)
     seed(arize, span(0), start=began)
     t = target(arize, clock, start_time=None, start_time_column="at", start_time_margin_hours=24)
@@ -664,11 +657,6 @@ def test_the_shipped_arize_mappings_load(monkeypatch: pytest.MonkeyPatch) -> Non
 # -- waiting for pipeline support (see bridge/targets/_extra.py) ----------------------------
 
 
-@pytest.mark.xfail(
-    not PIPELINE_CARRIES_EXTRA,
-    reason="the pipeline must read target.extra_columns() and pass them as Annotation.extra",
-    strict=True,
-)
 def test_the_pipeline_passes_the_start_time_column(
     arize: ArizeStandIn, clock: FakeClock, tmp_path: Path
 ) -> None:

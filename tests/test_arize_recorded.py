@@ -21,9 +21,9 @@ import pytest
 import vcr
 
 from bridge.errors import AuthRefused
-from bridge.mapping import ArizeTarget as ArizeConfig
 from bridge.records import Annotation, Status
-from bridge.targets.arize import ArizeTarget
+from bridge.targets.arize.config import ArizeConfig
+from bridge.targets.arize.target import ArizeTarget
 from tests.arize_standin import ArizeStandIn, document_errors
 
 RECORD = os.environ.get("ANNOBRIDGE_RECORD") == "1"

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from bridge.errors import AuthRefused, ConfigError, MappingError
-from bridge.mapping import ArizeTarget as ArizeConfig
 from bridge.mapping import parse_mapping
 from bridge.records import Annotation, Status
-from bridge.targets.arize import ArizeTarget
+from bridge.targets.arize.config import ArizeConfig
+from bridge.targets.arize.target import ArizeTarget
 from tests.arize_standin import ArizeStandIn, RowAnnotation
 
 KEY = "arize-rest-key-61e0"
@@ -231,7 +231,6 @@ def test_the_mapping_refuses_windows_and_keys_arize_does_not_take(
 def test_windows_around_record_starts_never_exceed_31_days(
     arize: ArizeStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bridge.targets.arize.PIPELINE_CARRIES_EXTRA", True)
     starts = {
         span(1): NOW - timedelta(days=60),
         span(2): NOW - timedelta(days=45),

@@ -10,7 +10,7 @@ import pytest
 
 from bridge.errors import EXIT_USAGE, SourceError, SourceUnavailable
 from bridge.records import Row
-from bridge.sources.csv import CsvSource
+from bridge.sources.csv.source import CsvSource
 from tests.builders import SPAN, read_spec, span, update
 
 SPEC = read_spec(columns=["span_id", "label", "score"], key_columns=["span_id"])

@@ -21,11 +21,18 @@ from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from bridge.errors import EXIT_UNAVAILABLE, EXIT_USAGE, SourceError, SourceUnavailable
-from bridge.records import FORMULA_TRIGGERS, Row, StatusColumns, StatusUpdate, WriteReport
-from bridge.sources import _xlsx_patch
-from bridge.sources._table import CellError, column_letter
-from bridge.sources._xlsx_patch import SheetPatch, cell_text
-from bridge.sources.excel import ExcelSource
+from bridge.records import (
+    FORMULA_TRIGGERS,
+    CellError,
+    Row,
+    StatusColumns,
+    StatusUpdate,
+    WriteReport,
+)
+from bridge.sources._table import column_letter
+from bridge.sources.excel import xlsx_patch as _xlsx_patch
+from bridge.sources.excel.source import ExcelSource
+from bridge.sources.excel.xlsx_patch import SheetPatch, cell_text
 from tests.builders import (
     HEADER,
     MAIN_NS,

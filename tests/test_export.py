@@ -17,10 +17,6 @@ from typer.testing import CliRunner
 from bridge.cli import app
 from bridge.errors import ConfigError, SourceError, SourceUnavailable
 from bridge.export import (
-    EXCEL_CELL_LIMIT,
-    ExportQuery,
-    ExportRecord,
-    Validation,
     export,
     header_for,
     parse_time,
@@ -29,7 +25,8 @@ from bridge.export import (
     validations_for,
 )
 from bridge.mapping import load_mapping
-from bridge.sources.excel_export import ExcelExportSink
+from bridge.records import ExportQuery, ExportRecord, Validation
+from bridge.sources.excel.export_sink import EXCEL_CELL_LIMIT, ExcelExportSink
 from tests.builders import span
 
 runner = CliRunner()

@@ -14,8 +14,8 @@ import requests
 
 from bridge.errors import AuthRefused
 from bridge.export import ExportQuery, ExportRecord, Validation, export, header_for
-from bridge.mapping import Mapping, parse_mapping
-from bridge.sources.gsheets import GSheetsSource, RetryPolicy
+from bridge.mapping import MappingConfig, parse_mapping
+from bridge.sources.gsheets.source import GSheetsSource, RetryPolicy
 from tests.builders import span
 from tests.sheets_standin import SheetsStandIn
 
@@ -67,7 +67,7 @@ def sheet(standin: SheetsStandIn) -> Iterator[GSheetsSource]:
 
 
 @pytest.fixture
-def mapping(tmp_path: Path) -> Mapping:
+def mapping(tmp_path: Path) -> MappingConfig:
     return parse_mapping(
         {
             "source": {"type": "gsheet", "spreadsheet": KEY, "worksheet": "Labels"},
@@ -97,7 +97,7 @@ def structure_requests(standin: SheetsStandIn) -> list[dict[str, Any]]:
 
 
 def test_export_into_an_empty_tab_writes_the_header_rows_and_dropdowns(
-    standin: SheetsStandIn, sheet: GSheetsSource, mapping: Mapping
+    standin: SheetsStandIn, sheet: GSheetsSource, mapping: MappingConfig
 ) -> None:
     result = export(mapping, sink=sheet, target=FakeTarget(records(3)))
     assert (result.appended, result.first_row, result.last_row) == (3, 2, 4)
@@ -141,7 +141,7 @@ def test_export_into_an_empty_tab_writes_the_header_rows_and_dropdowns(
 
 
 def test_append_below_existing_rows_changes_no_cell_and_skips_ids_there(
-    standin: SheetsStandIn, sheet: GSheetsSource, mapping: Mapping
+    standin: SheetsStandIn, sheet: GSheetsSource, mapping: MappingConfig
 ) -> None:
     existing = [
         ["span_id", "input", "output", "label", "score", "annotator", "notes"],
@@ -167,7 +167,9 @@ def test_append_below_existing_rows_changes_no_cell_and_skips_ids_there(
     assert [(t.record_id, t.column) for t in result.truncated] == [(span(9), "output")]
 
 
-def test_the_grid_grows_when_the_rows_do_not_fit(standin: SheetsStandIn, mapping: Mapping) -> None:
+def test_the_grid_grows_when_the_rows_do_not_fit(
+    standin: SheetsStandIn, mapping: MappingConfig
+) -> None:
     standin.add_spreadsheet("k" * 44, sheets=[("Labels", 5)], rows=3, cols=10)
     small = GSheetsSource(
         "k" * 44, "Labels", api_base=standin.url, session=requests.Session(), retry=RetryPolicy()
@@ -182,7 +184,7 @@ def test_the_grid_grows_when_the_rows_do_not_fit(standin: SheetsStandIn, mapping
 
 
 def test_second_export_appends_nothing_and_costs_no_write(
-    standin: SheetsStandIn, sheet: GSheetsSource, mapping: Mapping
+    standin: SheetsStandIn, sheet: GSheetsSource, mapping: MappingConfig
 ) -> None:
     export(mapping, sink=sheet, target=FakeTarget(records(3)))
     standin.reset_log()
@@ -216,7 +218,7 @@ def test_validation_edge_cases(standin: SheetsStandIn, sheet: GSheetsSource) -> 
 
 
 def test_a_sheet_shared_as_viewer_says_nothing_was_appended(
-    standin: SheetsStandIn, sheet: GSheetsSource, mapping: Mapping
+    standin: SheetsStandIn, sheet: GSheetsSource, mapping: MappingConfig
 ) -> None:
     standin.spreadsheets[KEY].access = "read"
     with pytest.raises(AuthRefused) as err:

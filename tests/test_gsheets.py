@@ -19,12 +19,12 @@ import pytest
 import requests
 
 from bridge.errors import EXIT_UNAVAILABLE, EXIT_USAGE, AuthRefused, SourceError, SourceUnavailable
-from bridge.mapping import Mapping, parse_mapping
+from bridge.mapping import MappingConfig, parse_mapping
 from bridge.pipeline import run
 from bridge.records import Annotation, Outcome, Row, StatusColumns, StatusUpdate
-from bridge.sources import open_source
+from bridge.registry import open_source
 from bridge.sources.base import ReadSpec
-from bridge.sources.gsheets import GSheetsSource, RetryPolicy
+from bridge.sources.gsheets.source import GSheetsSource, RetryPolicy
 from tests.sheets_standin import (
     Date,
     DateTime,
@@ -573,7 +573,7 @@ class FakeTarget:
         pass
 
 
-def mapping(tmp_path: Path, **source: Any) -> Mapping:
+def mapping(tmp_path: Path, **source: Any) -> MappingConfig:
     doc = {
         "source": {"type": "gsheet", "spreadsheet": URL, "worksheet": "Labels", **source},
         "target": {"type": "phoenix", "url": "http://127.0.0.1:9"},

@@ -17,11 +17,12 @@ from google.oauth2.credentials import Credentials as UserCredentials
 from google.oauth2.service_account import Credentials as ServiceAccountCredentials
 
 from bridge.errors import EXIT_UNAVAILABLE, EXIT_USAGE, AuthRefused, ConfigError, MappingError
-from bridge.mapping import GSheetSource, load_mapping, parse_mapping
+from bridge.mapping import load_mapping, parse_mapping
 from bridge.records import StatusColumns
 from bridge.scaffold import init_gsheet_project
 from bridge.sources.base import ReadSpec
-from bridge.sources.gsheets import GSheetsSource, load_auth, scrub
+from bridge.sources.gsheets.config import GSheetConfig
+from bridge.sources.gsheets.source import GSheetsSource, load_auth, scrub
 from tests.sheets_standin import SheetsStandIn
 
 KEY = "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"
@@ -329,7 +330,7 @@ def test_mapping_keys(tmp_path: Path) -> None:
         ),
         tmp_path / "m.yaml",
     )
-    assert isinstance(m.source, GSheetSource)
+    assert isinstance(m.source, GSheetConfig)
     assert m.source.worksheet == "2024"  # YAML's number, meant as the tab's title
     assert m.source.credentials == tmp_path / "keys" / "sa.json"
     assert (m.source.gid, m.source.timeout) == (None, 60.0)
@@ -371,7 +372,7 @@ def test_init_gsheet_writes_a_mapping_and_prints_the_steps(home: Path, tmp_path:
     )
     mapping_path.write_text(text)
     source = load_mapping(mapping_path).source
-    assert isinstance(source, GSheetSource) and source.worksheet == "Labels"
+    assert isinstance(source, GSheetConfig) and source.worksheet == "Labels"
     with pytest.raises(ConfigError, match="already exists"):
         init_gsheet_project(tmp_path / "proj")
 

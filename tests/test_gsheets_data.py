@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from bridge.sources._gsheets_data import (
+from bridge.sources.gsheets.data import (
     MAX_WRITE_ROWS,
     Block,
     a1,

@@ -16,13 +16,12 @@ import pytest
 
 from bridge import http
 from bridge.errors import AuthRefused, ConfigError, MappingError
-from bridge.mapping import Log10Target as Log10Config
 from bridge.mapping import parse_mapping
 from bridge.pipeline import run
 from bridge.records import Annotation, Status
-from bridge.targets import open_target
-from bridge.targets._extra import PIPELINE_CARRIES_EXTRA
-from bridge.targets.log10 import Log10Target, coerce, headers_from_env
+from bridge.registry import open_target
+from bridge.targets.log10.config import Log10Config
+from bridge.targets.log10.target import Log10Target, coerce, headers_from_env
 from tests.arize_standin import RowAnnotation
 from tests.log10_standin import Log10StandIn
 
@@ -415,17 +414,12 @@ def test_json_values_from_other_columns_wait_for_the_pipeline(
     log10: Log10StandIn, task: str, clock: Clock
 ) -> None:
     values = {"feedback": "label", "coverage": "column:Coverage"}
-    if PIPELINE_CARRIES_EXTRA:
-        assert target(log10, task, clock, json_values=values).config.extra_columns() == ["Coverage"]
-    else:
-        with pytest.raises(ConfigError, match="reads column Coverage, which needs a newer"):
-            target(log10, task, clock, json_values=values)
+    assert target(log10, task, clock, json_values=values).config.extra_columns() == ["Coverage"]
 
 
 def test_json_values_from_other_columns(
     log10: Log10StandIn, task: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bridge.targets.log10.PIPELINE_CARRIES_EXTRA", True)
     log10.add_completion("unique-tag")
     t = target(log10, task, clock, json_values={"feedback": "label", "coverage": "column:Cov"})
     outcomes = t.send(
@@ -517,11 +511,6 @@ def test_the_shipped_log10_mapping_loads(monkeypatch: pytest.MonkeyPatch) -> Non
     )
 
 
-@pytest.mark.xfail(
-    not PIPELINE_CARRIES_EXTRA,
-    reason="the pipeline must read target.extra_columns() and pass them as Annotation.extra",
-    strict=True,
-)
 def test_the_pipeline_passes_json_values_columns(
     log10: Log10StandIn, task: str, clock: Clock, tmp_path: Path
 ) -> None:

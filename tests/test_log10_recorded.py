@@ -19,9 +19,9 @@ import pytest
 import vcr
 
 from bridge.errors import AuthRefused
-from bridge.mapping import Log10Target as Log10Config
 from bridge.records import Annotation, Status
-from bridge.targets.log10 import Log10Target
+from bridge.targets.log10.config import Log10Config
+from bridge.targets.log10.target import Log10Target
 from tests.log10_standin import Log10StandIn
 
 RECORD = os.environ.get("ANNOBRIDGE_RECORD") == "1"

@@ -8,16 +8,11 @@ from pathlib import Path
 import pytest
 
 from bridge.errors import EXIT_USAGE, ConfigError, MappingError
-from bridge.mapping import (
-    CsvSource,
-    ExcelSource,
-    Mapping,
-    PhoenixTarget,
-    expand_env,
-    load_mapping,
-    parse_mapping,
-)
+from bridge.mapping import MappingConfig, expand_env, load_mapping, parse_mapping
 from bridge.records import StatusColumns
+from bridge.sources.csv.config import CsvConfig
+from bridge.sources.excel.config import ExcelConfig
+from bridge.targets.phoenix.config import PhoenixConfig
 
 GOOD = """\
 source:
@@ -60,8 +55,8 @@ def error_of(tmp_path: Path, text: str) -> str:
     return message.removeprefix(f"{path}")
 
 
-def excel(mapping: Mapping) -> ExcelSource:
-    assert isinstance(mapping.source, ExcelSource)
+def excel(mapping: MappingConfig) -> ExcelConfig:
+    assert isinstance(mapping.source, ExcelConfig)
     return mapping.source
 
 
@@ -86,11 +81,11 @@ def test_valid_mapping_loads_with_paths_relative_to_the_mapping_file(
     path = write(tmp_path, GOOD, "conf/mapping.yaml")
     monkeypatch.chdir(tmp_path)  # the working directory must not matter
     mapping = load_mapping(Path("conf/mapping.yaml"))
-    assert isinstance(mapping.source, ExcelSource)
+    assert isinstance(mapping.source, ExcelConfig)
     assert mapping.source.path.absolute() == tmp_path / "conf" / "data" / "labels.xlsx"
     assert mapping.source.worksheet == "Labels"
     assert mapping.source.header_row == 2
-    assert isinstance(mapping.target, PhoenixTarget)
+    assert isinstance(mapping.target, PhoenixConfig)
     assert mapping.target.url == "http://127.0.0.1:6006"
     assert mapping.path == Path("conf/mapping.yaml")
     assert path.exists()
@@ -114,7 +109,7 @@ def test_csv_source_path_is_relative_to_the_mapping_file_too(tmp_path: Path) -> 
     text = GOOD.replace("type: excel", "type: csv").replace("  worksheet: Labels\n", "")
     text = text.replace("data/labels.xlsx", "labels.csv")
     mapping = load_mapping(write(tmp_path, text, "sub/m.yaml"))
-    assert isinstance(mapping.source, CsvSource)
+    assert isinstance(mapping.source, CsvConfig)
     assert mapping.source.path == tmp_path / "sub" / "labels.csv"
     assert (mapping.source.delimiter, mapping.source.encoding) == (",", "utf-8-sig")
 
@@ -661,7 +656,7 @@ def test_parse_mapping_resolves_paths_against_the_given_file() -> None:
         "annotations": [{"name": "c", "id_column": "span_id", "score_column": "score"}],
     }
     mapping = parse_mapping(data, Path("/srv/labels/m.yaml"))
-    assert isinstance(mapping, Mapping)
+    assert isinstance(mapping, MappingConfig)
     assert excel(mapping).path == Path("/srv/labels/labels.xlsx")
     assert data["source"] == {"type": "excel", "path": "labels.xlsx"}  # input not mutated
 

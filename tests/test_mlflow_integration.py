@@ -18,12 +18,12 @@ import requests
 from typer.testing import CliRunner
 
 from bridge.cli import app
-from bridge.mapping import MlflowTarget as MlflowConfig
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
 from bridge.records import Annotation, Status
 from bridge.rules import identifier_for
-from bridge.targets.mlflow import MlflowTarget, assessment_id
+from bridge.targets.mlflow.config import MlflowConfig
+from bridge.targets.mlflow.target import MlflowTarget, assessment_id
 from tests.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.mlflow

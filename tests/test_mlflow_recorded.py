@@ -22,10 +22,10 @@ from vcr.errors import CannotOverwriteExistingCassetteException
 
 from bridge.errors import AuthRefused, TargetUnreachable
 from bridge.mapping import AnnotationSpec
-from bridge.mapping import MlflowTarget as MlflowConfig
 from bridge.records import Annotation, Status
 from bridge.rules import identifier_for
-from bridge.targets.mlflow import MlflowTarget, assessment_id
+from bridge.targets.mlflow.config import MlflowConfig
+from bridge.targets.mlflow.target import MlflowTarget, assessment_id
 
 RECORD = os.environ.get("ANNOBRIDGE_RECORD") == "1"
 CASSETTES = Path(__file__).parent / "cassettes" / "mlflow"

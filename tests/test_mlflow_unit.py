@@ -14,11 +14,11 @@ import pytest
 
 from bridge.errors import ConfigError, MappingError
 from bridge.mapping import AnnotationSpec, parse_mapping
-from bridge.mapping import MlflowTarget as MlflowConfig
 from bridge.records import Annotation
-from bridge.rules import ID_PATTERNS, identifier_for
-from bridge.targets import open_target
-from bridge.targets.mlflow import (
+from bridge.registry import open_target
+from bridge.rules import identifier_for
+from bridge.targets.mlflow.config import MlflowConfig
+from bridge.targets.mlflow.target import (
     MAX_ASSESSMENT_ID,
     MlflowTarget,
     NotSendable,
@@ -361,12 +361,12 @@ def test_pass_fail_labels_must_differ(tmp_path: Path) -> None:
 def test_mlflow_id_patterns() -> None:
     import re
 
-    trace = ID_PATTERNS["MLflow trace"][0]
+    trace = MlflowConfig.ID_PATTERNS["MLflow trace"][0]
     assert re.match(trace, TRACE)
     assert re.match(trace, "6513270e269e0d37f2a74de452e6b438")  # logged by MLflow 2
     assert not re.match(trace, "tr-6513270e")
     assert not re.match(trace, TRACE.upper())
-    request = ID_PATTERNS["client request"][0]
+    request = MlflowConfig.ID_PATTERNS["client request"][0]
     assert re.match(request, "req-0001") and re.match(request, "it's")
     assert not re.match(request, "x" * 51)
     assert not re.match(request, " req")

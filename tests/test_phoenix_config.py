@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.mapping import PhoenixTarget as PhoenixConfig
-from bridge.targets.phoenix import PhoenixTarget, base_url_from_env, headers_from_env
+from bridge.targets.phoenix.config import PhoenixConfig
+from bridge.targets.phoenix.target import PhoenixTarget, base_url_from_env, headers_from_env
 
 
 @pytest.mark.parametrize(

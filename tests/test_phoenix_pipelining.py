@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from bridge.mapping import PhoenixTarget as PhoenixConfig
 from bridge.records import Annotation, Outcome, Status
-from bridge.targets.phoenix import PROBE_SPANS, PhoenixTarget, probe_sample
+from bridge.targets.phoenix.config import PhoenixConfig
+from bridge.targets.phoenix.target import PROBE_SPANS, PhoenixTarget, probe_sample
 from tests.servers import PhoenixServer
 
 pytestmark = pytest.mark.phoenix

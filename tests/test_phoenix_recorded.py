@@ -19,10 +19,10 @@ import pytest
 import vcr
 
 from bridge.errors import AuthRefused
-from bridge.mapping import PhoenixTarget as PhoenixConfig
 from bridge.records import Annotation, Status
 from bridge.rules import identifier_for
-from bridge.targets.phoenix import PhoenixTarget
+from bridge.targets.phoenix.config import PhoenixConfig
+from bridge.targets.phoenix.target import PhoenixTarget
 
 RECORD = os.environ.get("ANNOBRIDGE_RECORD") == "1"
 CASSETTES = Path(__file__).parent / "cassettes" / "phoenix"

@@ -10,15 +10,11 @@ import pytest
 
 from bridge.errors import ConfigError
 from bridge.mapping import load_mapping
-from bridge.platform_rules import (
-    PlatformRule,
-    compare,
-    edit_rules_text,
-    from_json_schema,
-    from_mlflow_schema,
-    from_phoenix_config,
-    pull,
-)
+from bridge.platform_rules import compare, edit_rules_text, pull
+from bridge.records import PlatformRule
+from bridge.targets.log10.rules import from_json_schema
+from bridge.targets.mlflow.rules import from_mlflow_schema
+from bridge.targets.phoenix.rules import from_phoenix_config
 
 HEAD = """# labels of the support bot
 source:

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from bridge.mapping import AnnotationSpec
-from bridge.records import Row
+from bridge.records import CellError, Row
 from bridge.rules import RowVerdict, evaluate, identifier_for
-from bridge.sources._table import CellError
 from tests.builders import SPAN, SPAN2, TRACE
 
 

@@ -337,7 +337,7 @@ def test_rows_from_grid_is_the_plain_loop(wanted: list[str], key_columns: list[s
 def test_gc_paused_turns_the_collector_back_on_and_leaves_frozen_objects_frozen() -> None:
     import gc
 
-    from bridge.sources._table import gc_paused
+    from bridge._gc import gc_paused
 
     def generation_of(obj: object) -> int:
         return next(g for g in range(3) if any(o is obj for o in gc.get_objects(g)))

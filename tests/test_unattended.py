@@ -20,7 +20,8 @@ from bridge.errors import SourceUnavailable, UnavailableError
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
 from bridge.records import Annotation, Outcome, StatusUpdate, WriteReport
-from bridge.sources import ReadSpec, open_source
+from bridge.registry import open_source
+from bridge.sources.base import ReadSpec
 from bridge.state import Journal, RunLock, row_ref, run_id, state_dir
 from tests.test_pipeline import SPANS, RecordingTarget, cells, workbook
 

@@ -3,28 +3,18 @@ whether a file can be written back."""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import gc
 import math
 import os
 import stat
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from bridge.errors import SourceError
-from bridge.records import Row, StatusColumns, StatusUpdate
-
-
-class CellError(str):
-    """A spreadsheet error value (#N/A, #REF!, #DIV/0!...) where a value was expected.
-
-    It is text for the rules, which say so in the row's status, but nothing for keys: a value
-    reader at write time sees such a cell as empty, so its key part is "" both times.
-    """
+from bridge.records import CellError, Row, StatusColumns, StatusUpdate
 
 
 def column_letter(index: int) -> str:
@@ -56,32 +46,6 @@ def key_part(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value).strip()
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while many small objects are made.
-
-    Reading 100,000 rows makes millions of dicts, tuples and rows, none of them in a cycle;
-    each full collection on the way would walk all of them again (a third of the time).
-
-    On the way out, the young objects, mostly what was made meanwhile, are moved to the oldest
-    generation (``gc.freeze`` then ``gc.unfreeze`` does that without walking them): they live
-    as long as the sync, and the young-generation collection that would otherwise come first
-    thing after ``gc.enable`` would walk all of them to find nothing (0.1 s for the rows and
-    annotations of 100,000 rows). Skipped when the process has frozen objects of its own,
-    which ``gc.unfreeze`` would thaw, or had the collector off.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            if not gc.get_freeze_count():
-                gc.freeze()
-                gc.unfreeze()
-            gc.enable()
 
 
 def header_index(

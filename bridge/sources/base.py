@@ -1,12 +1,16 @@
-"""The Source interface: where rows come from and where their status goes back."""
+"""The Source interface: where rows come from and where their status goes back.
+
+The optional capability of a medium, taking exported rows (``ExportSink``), is a declared
+protocol like the targets' capabilities (see ``bridge.targets.base``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from bridge.records import Row, StatusColumns, StatusUpdate, WriteReport
+from bridge.records import AppendReport, Row, StatusColumns, StatusUpdate, Validation, WriteReport
 
 
 @dataclass(frozen=True)
@@ -23,13 +27,15 @@ class ReadSpec:
     number_columns: Sequence[str] = ()
 
 
+@runtime_checkable
 class Source(Protocol):
     """A sheet of labels.
 
     ``read`` returns the data rows (each knowing its sheet position and key);
     ``check_writable`` fails early, before anything is sent, when the status cannot be
     written back; ``write_status`` writes only the status columns, locating each row by
-    key at write time, in as few calls as the medium allows.
+    key at write time, in as few calls as the medium allows; ``close`` lets go of
+    connections and files.
     """
 
     @property
@@ -40,3 +46,25 @@ class Source(Protocol):
     def check_writable(self) -> None: ...
 
     def write_status(self, spec: ReadSpec, updates: Sequence[StatusUpdate]) -> WriteReport: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ExportSink(Protocol):
+    """A sheet that export can append to: new rows below the last, dropdowns on columns."""
+
+    @property
+    def label(self) -> str: ...
+
+    cell_limit: int
+
+    def existing_ids(self, id_column: str) -> set[str]: ...
+
+    def append_rows(
+        self, header: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    ) -> AppendReport: ...
+
+    def add_validations(self, validations: Sequence[Validation]) -> list[str]: ...
+
+    def close(self) -> None: ...

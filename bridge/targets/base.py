@@ -1,16 +1,23 @@
-"""The Target interface: where annotations go."""
+"""The Target interface: where annotations go, and what else a platform can do.
+
+Every target has the core verbs of ``Target``. The optional capabilities are declared
+protocols: an adapter lists the ones it has among its bases (``class PhoenixTarget(Target,
+ExportsRecords, PullsRules)``), mypy checks the signatures, and the use cases ask
+``isinstance(target, ExportsRecords)`` instead of probing for attributes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
-from bridge.records import Annotation, Outcome
+from bridge.records import Annotation, ExportQuery, ExportRecord, Outcome, PlatformRule
 
 Progress = Callable[[int], None]
 """Called with the number of annotations just settled (synced, rejected or failed)."""
 
 
+@runtime_checkable
 class Target(Protocol):
     """A platform that stores annotations.
 
@@ -39,6 +46,29 @@ class Target(Protocol):
     ) -> list[Outcome]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ChecksAnnotations(Protocol):
+    """Knows, before sending, what the platform documents it would refuse."""
+
+    def problems(self, annotation: Annotation) -> list[str]:
+        """Why the platform would refuse this annotation, in an SME's words (empty: none)."""
+        ...
+
+
+@runtime_checkable
+class ExportsRecords(Protocol):
+    """Lists the platform's records (spans, traces) so that export can put them in a sheet."""
+
+    def export_records(self, query: ExportQuery) -> Iterator[ExportRecord]: ...
+
+
+@runtime_checkable
+class PullsRules(Protocol):
+    """Reads the annotation rules (labels, score bounds) from the platform's own configs."""
+
+    def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]: ...
 
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:

@@ -50,9 +50,25 @@ from gspread.http_client import FileType, HTTPClient, ParamsType
 from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
 
 from bridge.errors import AuthRefused, BridgeError, ConfigError, SourceError, SourceUnavailable
-from bridge.export import SHEETS_CELL_LIMIT, AppendReport, Validation, list_problem
-from bridge.records import Row, StatusUpdate, WriteReport, safe_text
-from bridge.sources._gsheets_data import (
+from bridge.records import (
+    AppendReport,
+    Row,
+    StatusUpdate,
+    Validation,
+    WriteReport,
+    list_problem,
+    safe_text,
+)
+from bridge.sources._table import (
+    column_letter,
+    header_index,
+    key_part,
+    place_updates,
+    rows_from_grid,
+    status_positions,
+)
+from bridge.sources.base import ExportSink, ReadSpec, Source
+from bridge.sources.gsheets.data import (
     FORMAT_FIELDS,
     MAX_WRITE_BYTES,
     MAX_WRITE_ROWS,
@@ -70,17 +86,12 @@ from bridge.sources._gsheets_data import (
     request_body,
     write_chunks,
 )
-from bridge.sources._table import (
-    column_letter,
-    header_index,
-    key_part,
-    place_updates,
-    rows_from_grid,
-    status_positions,
-)
-from bridge.sources.base import ReadSpec
 
 log = logging.getLogger(__name__)
+
+# Google Sheets' limit on the characters in one cell (Google's "Files you can store in
+# Google Drive" help page).
+SHEETS_CELL_LIMIT = 50_000
 
 GOOGLE_SHEETS_HOST = "https://sheets.googleapis.com"
 # Reading and writing cell values is all annobridge does: no Drive scope for service accounts.
@@ -405,7 +416,7 @@ class _Layout:
     key_positions: dict[str, int] = field(default_factory=dict)
 
 
-class GSheetsSource:
+class GSheetsSource(Source, ExportSink):
     """A worksheet of a Google Sheet.
 
     :param spreadsheet: the spreadsheet's key or URL (a URL's ``#gid=`` picks the tab when

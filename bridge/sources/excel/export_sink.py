@@ -29,11 +29,13 @@ from openpyxl.worksheet.cell_range import MultiCellRange
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from bridge.errors import SourceError, SourceUnavailable
-from bridge.export import EXCEL_CELL_LIMIT, AppendReport, Validation, list_problem
-from bridge.records import StatusColumns
+from bridge.records import AppendReport, StatusColumns, Validation, list_problem
 from bridge.sources._table import column_letter, key_part
-from bridge.sources.base import ReadSpec
-from bridge.sources.excel import ExcelSource, save_beside
+from bridge.sources.base import ExportSink, ReadSpec
+from bridge.sources.excel.source import ExcelSource, save_beside
+
+# Excel's limit on the characters in one cell (Excel specifications and limits).
+EXCEL_CELL_LIMIT = 32_767
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def _clean(text: str) -> str:
     return str(ILLEGAL_CHARACTERS_RE.sub("\ufffd", text))
 
 
-class ExcelExportSink:
+class ExcelExportSink(ExportSink):
     """A worksheet of an .xlsx workbook that export appends to.
 
     :param path: the workbook; created (with the header) when it does not exist yet.
@@ -67,6 +69,9 @@ class ExcelExportSink:
         # the workbook as this object last saved it, and the file's (mtime, size) then: an
         # append followed by add_validations loads the workbook once, not twice
         self._saved: tuple[Any, Any, tuple[int, int]] | None = None
+
+    def close(self) -> None:
+        """Nothing to let go of: every read and write opens and closes the file itself."""
 
     @property
     def label(self) -> str:

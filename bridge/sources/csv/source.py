@@ -22,7 +22,7 @@ from bridge.sources._table import (
     rows_from_grid,
     status_positions,
 )
-from bridge.sources.base import ReadSpec
+from bridge.sources.base import ReadSpec, Source
 
 _BOM = "\ufeff"
 # The csv module refuses cells over 128 KiB by default and would fail the whole file; a long
@@ -30,7 +30,7 @@ _BOM = "\ufeff"
 _FIELD_LIMIT = 1 << 30
 
 
-class CsvSource:
+class CsvSource(Source):
     """A CSV file of labels. Every cell is text; numbers are parsed by the rules.
 
     :param path: the file.
@@ -50,6 +50,9 @@ class CsvSource:
         self.header_row = header_row
         self.delimiter = delimiter
         self.encoding = encoding
+
+    def close(self) -> None:
+        """Nothing to let go of: every read and write opens and closes the file itself."""
 
     @property
     def label(self) -> str:

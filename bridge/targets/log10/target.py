@@ -33,10 +33,10 @@ from requests.adapters import HTTPAdapter
 
 from bridge import http
 from bridge.errors import AuthRefused, ConfigError, TargetUnreachable
-from bridge.mapping import Log10Target as Log10Config
-from bridge.records import Annotation, Outcome, Status
-from bridge.targets._extra import PIPELINE_CARRIES_EXTRA, extra_values
-from bridge.targets.base import Progress
+from bridge.records import Annotation, Outcome, PlatformRule, Status
+from bridge.targets.base import ChecksAnnotations, Progress, PullsRules, Target
+from bridge.targets.log10.config import Log10Config
+from bridge.targets.log10.rules import from_json_schema
 
 DEFAULT_URL = "https://log10.io"
 PLATFORM = "log10"
@@ -127,7 +127,7 @@ def _number(value: Any) -> float | int | None:
     return None
 
 
-class Log10Target:
+class Log10Target(Target, ChecksAnnotations, PullsRules):
     """Feedback on log10 completions.
 
     :param config: the mapping's ``target`` section.
@@ -166,13 +166,6 @@ class Log10Target:
         self._task: dict[str, Any] | None = None
         self._validator: Any = None
         self._claimed: set[str] = set()
-        if config.extra_columns() and not PIPELINE_CARRIES_EXTRA:
-            columns = ", ".join(config.extra_columns())
-            raise ConfigError(
-                f"target.json_values reads column {columns}, which needs a newer annobridge "
-                "whose pipeline passes extra sheet columns to targets; map json_values to "
-                "label, score, explanation or annotator instead"
-            )
 
     # -- the Target interface -----------------------------------------------------------
 
@@ -324,7 +317,7 @@ class Log10Target:
         task = self._load_task()
         schema = task["json_schema"]
         props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-        extra = extra_values(a)
+        extra = a.extra
         own = {
             "label": a.label,
             "score": a.score,
@@ -438,8 +431,6 @@ class Log10Target:
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
         """The feedback task's JSON schema as rules, through ``json_values`` (the same rules
         for every annotation name: a log10 target writes one task)."""
-        from bridge.platform_rules import from_json_schema
-
         task = self._load_task()
         schema = task["json_schema"]
         return {
@@ -463,9 +454,3 @@ def _detail(response: requests.Response) -> str:
                 value = body[key]
                 return (value if isinstance(value, str) else json.dumps(value))[:300]
     return response.text.strip()[:300] or response.reason or "no detail"
-
-
-import typing  # noqa: E402 - below the class: kept apart from the target's own imports
-
-if typing.TYPE_CHECKING:
-    from bridge.platform_rules import PlatformRule

@@ -43,19 +43,23 @@ import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
 from bridge import http
 from bridge.errors import ConfigError, TargetUnreachable
-from bridge.mapping import PhoenixTarget as PhoenixConfig
-from bridge.records import Annotation, Outcome, Status
-from bridge.targets.base import Progress, chunks
-
-if TYPE_CHECKING:
-    from bridge.export import ExportQuery, ExportRecord
-    from bridge.platform_rules import PlatformRule
+from bridge.records import (
+    Annotation,
+    ExportQuery,
+    ExportRecord,
+    Outcome,
+    PlatformRule,
+    Status,
+)
+from bridge.targets.base import ExportsRecords, Progress, PullsRules, Target, chunks
+from bridge.targets.phoenix.config import PhoenixConfig
+from bridge.targets.phoenix.rules import from_phoenix_config
 
 DEFAULT_URL = "http://localhost:6006"
 PLATFORM = "Phoenix"
@@ -139,7 +143,7 @@ def probe_sample(ids: Sequence[str], size: int = PROBE_SPANS) -> list[str]:
     return [ids[round(i * step)] for i in range(size)]
 
 
-class PhoenixTarget:
+class PhoenixTarget(Target, ExportsRecords, PullsRules):
     """Annotations on a Phoenix server.
 
     :param config: the mapping's ``target`` section.
@@ -457,8 +461,6 @@ class PhoenixTarget:
 
         :raises ConfigError: unknown project, a filter Phoenix refuses, or ``annotate: session``.
         """
-        from bridge.export import ExportRecord
-
         if self.kind == "session":
             raise ConfigError(
                 "export lists spans or traces; sessions cannot be exported yet: set "
@@ -553,8 +555,6 @@ class PhoenixTarget:
 
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
         """The rules of the Phoenix annotation configs with these names (absent: no config)."""
-        from bridge.platform_rules import from_phoenix_config
-
         found: dict[str, PlatformRule] = {}
         for name in names:
             response = self._call(

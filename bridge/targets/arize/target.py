@@ -36,12 +36,11 @@ import requests
 
 from bridge import http
 from bridge.errors import AuthRefused, ConfigError, TargetUnreachable
-from bridge.mapping import ArizeTarget as ArizeConfig
 from bridge.records import Annotation, Outcome, Status
-from bridge.targets._extra import PIPELINE_CARRIES_EXTRA, extra_values
-from bridge.targets._graphql import Operation, assign_errors, document, is_retryable, literal
-from bridge.targets._ratelimit import RateLimiter
-from bridge.targets.base import Progress, chunks
+from bridge.targets.arize.config import ArizeConfig
+from bridge.targets.arize.graphql import Operation, assign_errors, document, is_retryable, literal
+from bridge.targets.arize.ratelimit import RateLimiter
+from bridge.targets.base import ChecksAnnotations, Progress, Target, chunks
 
 DEFAULT_GRAPHQL_URL = "https://app.arize.com"
 DEFAULT_REST_URL = "https://api.arize.com"
@@ -109,7 +108,7 @@ def start_time_for(record_start: datetime, margin: timedelta) -> datetime:
     return start
 
 
-class ArizeTarget:
+class ArizeTarget(Target, ChecksAnnotations):
     """Annotations on Arize AX.
 
     :param config: the mapping's ``target`` section.
@@ -156,12 +155,6 @@ class ArizeTarget:
         self._now = now
         self.limiter = RateLimiter(config.mutations_per_minute, 60.0, clock=clock, sleep=sleep)
         self._margin = timedelta(hours=config.start_time_margin_hours)
-        if config.extra_columns() and not PIPELINE_CARRIES_EXTRA:
-            raise ConfigError(
-                f"target.start_time_column ('{config.start_time_column}') needs a newer "
-                "annobridge, whose pipeline passes extra sheet columns to targets; set "
-                "target.start_time to one time for all rows instead"
-            )
         if self.api == "graphql" and config.input_shape == "annotation_updates":
             missing = [n for n in dict.fromkeys(names) if n not in config.annotation_config_ids]
             unknown = [n for n in config.annotation_config_ids if names and n not in names]
@@ -298,7 +291,7 @@ class ArizeTarget:
 
     def _record_start(self, a: Annotation) -> tuple[datetime | None, str | None]:
         column = self.config.start_time_column or ""
-        return parse_time(extra_values(a).get(column), column)
+        return parse_time(a.extra.get(column), column)
 
     def _start_time(self, a: Annotation) -> datetime | None:
         if self.config.start_time is not None:

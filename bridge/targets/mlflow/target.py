@@ -34,20 +34,31 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
 from bridge import http
 from bridge.errors import ConfigError, MappingError, TargetUnreachable
 from bridge.mapping import AnnotationSpec
-from bridge.mapping import MlflowTarget as MlflowConfig
-from bridge.records import Annotation, Outcome, Status
-from bridge.targets.base import Progress, chunks
-
-if TYPE_CHECKING:
-    from bridge.export import ExportQuery, ExportRecord
-    from bridge.platform_rules import PlatformRule
+from bridge.records import (
+    Annotation,
+    ExportQuery,
+    ExportRecord,
+    Outcome,
+    PlatformRule,
+    Status,
+)
+from bridge.targets.base import (
+    ChecksAnnotations,
+    ExportsRecords,
+    Progress,
+    PullsRules,
+    Target,
+    chunks,
+)
+from bridge.targets.mlflow.config import MlflowConfig
+from bridge.targets.mlflow.rules import from_mlflow_schema
 
 DEFAULT_URL = "http://localhost:5000"
 PLATFORM = "MLflow"
@@ -348,7 +359,7 @@ class _Write:
     stored: dict[str, Any] | None = None
 
 
-class MlflowTarget:
+class MlflowTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules):
     """Assessments on an MLflow tracking server.
 
     :param config: the mapping's ``target`` section.
@@ -982,8 +993,6 @@ class MlflowTarget:
         """
         import logging
 
-        from bridge.export import ExportRecord
-
         experiment_id = self._export_experiment()
         clauses: list[str] = []
         if query.since is not None:
@@ -1071,8 +1080,6 @@ class MlflowTarget:
 
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
         """The rules of the experiment's label schemas with these names."""
-        from bridge.platform_rules import from_mlflow_schema
-
         self._export_experiment()  # says what to set when there is no experiment
         return {
             str(schema["name"]): from_mlflow_schema(schema)

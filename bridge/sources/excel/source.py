@@ -26,12 +26,11 @@ import openpyxl
 import python_calamine
 from openpyxl.utils.exceptions import InvalidFileException
 
+from bridge._gc import gc_paused
 from bridge.errors import SourceError, SourceUnavailable
-from bridge.records import Row, StatusUpdate, WriteReport, safe_text
+from bridge.records import CellError, Row, StatusUpdate, WriteReport, safe_text
 from bridge.sources._table import (
-    CellError,
     column_letter,
-    gc_paused,
     header_index,
     is_read_only,
     key_part,
@@ -40,7 +39,8 @@ from bridge.sources._table import (
     rows_from_grid,
     status_positions,
 )
-from bridge.sources._xlsx_patch import (
+from bridge.sources.base import ReadSpec, Source
+from bridge.sources.excel.xlsx_patch import (
     MAX_COLUMNS,
     ColumnsInUse,
     InsideArrayFormula,
@@ -52,7 +52,6 @@ from bridge.sources._xlsx_patch import (
     find_sheet,
     patch_workbook,
 )
-from bridge.sources.base import ReadSpec
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +177,7 @@ class _Scan:
             yield cells
 
 
-class ExcelSource:
+class ExcelSource(Source):
     """A worksheet of an .xlsx workbook.
 
     :param path: the workbook.
@@ -191,6 +190,9 @@ class ExcelSource:
         self.worksheet = worksheet
         self.header_row = header_row
         self._sheet_name: str | None = None
+
+    def close(self) -> None:
+        """Nothing to let go of: every read and write opens and closes the file itself."""
 
     @property
     def label(self) -> str:

@@ -1,0 +1,1 @@
+"""CSV files: config, reader and status writer."""

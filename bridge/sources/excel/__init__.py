@@ -1,0 +1,1 @@
+"""Excel workbooks (.xlsx): config, reader and status writer, export sink, xlsx patching."""

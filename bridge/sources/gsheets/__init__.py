@@ -1,0 +1,1 @@
+"""Google Sheets: config, pure data helpers, reader, status writer and export sink."""

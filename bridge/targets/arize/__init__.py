@@ -1,0 +1,1 @@
+"""Arize AX: the config model (config), the adapter (target) and what else it can do."""

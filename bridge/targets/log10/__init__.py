@@ -1,0 +1,1 @@
+"""log10: the config model (config), the adapter (target) and what else it can do."""

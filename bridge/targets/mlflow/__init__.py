@@ -1,0 +1,1 @@
+"""MLflow: the config model (config), the adapter (target) and what else it can do."""
