@@ -20,8 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bridge import __version__, platform_rules
 from bridge.errors import EXIT_OK, EXIT_ROWS_FAILED, BridgeError
-from bridge.export import ExportResult, parse_time
-from bridge.export import export as run_export
+from bridge.exporting import ExportResult, parse_time
+from bridge.exporting import export as run_export
 from bridge.mapping import MappingConfig, load_mapping
 from bridge.pipeline import PENDING, UNCHANGED, OnProgress, SyncResult, run, run_all
 from bridge.scaffold import init_gsheet_project, init_project

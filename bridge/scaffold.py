@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import openpyxl
+import yaml
 from openpyxl.styles import Font, PatternFill
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from bridge.errors import ConfigError
-from bridge.mapping import MappingConfig, load_mapping
+from bridge.mapping import MappingConfig, load_mapping, parse_mapping
 from bridge.sources._table import column_letter
+from bridge.sources.gsheets.source import credential_files, service_account_email
 
 STARTER_MAPPING = """\
 # annobridge mapping: where the labels are, where they go, and the rules they follow.
@@ -133,11 +135,6 @@ def init_gsheet_project(directory: Path, *, force: bool = False) -> tuple[list[P
 
     :raises ConfigError: the mapping exists already and ``force`` is False.
     """
-    import yaml
-
-    from bridge.mapping import parse_mapping
-    from bridge.sources.gsheets.source import credential_files, service_account_email
-
     placeholder = "<paste the sheet's URL here>"
     excel = STARTER_MAPPING.format(workbook="labels.xlsx")
     text = (

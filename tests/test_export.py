@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from bridge.cli import app
 from bridge.errors import ConfigError, SourceError, SourceUnavailable
-from bridge.export import (
+from bridge.exporting import (
     export,
     header_for,
     parse_time,

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from bridge.errors import AuthRefused
-from bridge.export import ExportQuery, ExportRecord, Validation, export, header_for
+from bridge.exporting import ExportQuery, ExportRecord, Validation, export, header_for
 from bridge.mapping import MappingConfig, parse_mapping
 from bridge.sources.gsheets.source import GSheetsSource, RetryPolicy
 from tests.builders import span
