@@ -8,6 +8,7 @@ platforms' own environment variables.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from collections.abc import Hashable
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 from bridge.configs import StrictModel
 from bridge.errors import MappingError
+from bridge.plugins import source_plugin, target_plugin
 from bridge.records import StatusColumns
 from bridge.sources.csv.config import CsvConfig
 from bridge.sources.excel.config import ExcelConfig
@@ -271,8 +273,7 @@ def _model_at(loc: tuple[int | str, ...], raw: Any) -> Any:
         node = node.get(part) if isinstance(node, dict) else None
         if part in ("source", "target"):
             kind = node.get("type") if isinstance(node, dict) else None
-            models = SOURCE_MODELS if part == "source" else TARGET_MODELS
-            model = models.get(str(kind))
+            model = _section_model(str(part), str(kind))
         elif field is not None and part == "annotations":
             model = AnnotationSpec
         elif part == "rules":
@@ -284,6 +285,42 @@ def _model_at(loc: tuple[int | str, ...], raw: Any) -> Any:
         else:
             return None
     return model
+
+
+def _type_of(data: dict[str, Any], section: str) -> str:
+    node = data.get(section)
+    return str(node.get("type")) if isinstance(node, dict) else ""
+
+
+def _section_model(section: str, kind: str) -> type[BaseModel] | None:
+    """The config model of a ``source:`` or ``target:`` type: built in, else a plug-in's."""
+    if section == "source":
+        if kind in SOURCE_MODELS:
+            return SOURCE_MODELS[kind]
+        source = source_plugin(kind) if kind else None
+        return source.config if source else None
+    if kind in TARGET_MODELS:
+        return TARGET_MODELS[kind]
+    target = target_plugin(kind) if kind else None
+    return target.config if target else None
+
+
+@functools.cache
+def _model_for(source_type: str, target_type: str) -> type[MappingConfig]:
+    """MappingConfig, or (for a plug-in medium or platform) a subclass whose ``source`` or
+    ``target`` is the plug-in's config model. Built-in types never read the entry points."""
+    fields: dict[str, Any] = {}
+    if source_type and source_type not in SOURCE_MODELS:
+        source = source_plugin(source_type)
+        if source is not None:
+            fields["source"] = (source.config, ...)
+    if target_type and target_type not in TARGET_MODELS:
+        target = target_plugin(target_type)
+        if target is not None:
+            fields["target"] = (target.config, ...)
+    if not fields:
+        return MappingConfig
+    return create_model("MappingConfig", __base__=MappingConfig, **fields)
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:
@@ -362,20 +399,22 @@ def parse_mapping(data: Any, path: Path) -> MappingConfig:
         node = data.get(section)
         if isinstance(node, dict) and "type" not in node:
             raise MappingError(path, "this key is required", key=f"{section}.type")
+    model = _model_for(_type_of(data, "source"), _type_of(data, "target"))
     try:
-        mapping = MappingConfig.model_validate(data)
+        mapping = model.model_validate(data)
     except ValidationError as exc:
         raise _explain(exc, path, data) from None
     base = path.parent
     source = mapping.source
-    if isinstance(source, ExcelConfig | CsvConfig) and not source.path.is_absolute():
-        source = source.model_copy(update={"path": (base / source.path)})
-    if (
-        isinstance(source, GSheetConfig)
-        and source.credentials
-        and not source.credentials.is_absolute()
-    ):
-        source = source.model_copy(update={"credentials": base / source.credentials})
+    # Paths in a source section (a file, a credentials file) are relative to the mapping,
+    # for every medium, plug-ins included.
+    relative = {
+        key: base / value
+        for key, value in source
+        if isinstance(value, Path) and not value.is_absolute()
+    }
+    if relative:
+        source = source.model_copy(update=relative)
     state_dir = mapping.state_dir
     if state_dir is not None and not state_dir.is_absolute():
         state_dir = base / state_dir

@@ -88,8 +88,3 @@ def source_plugin(name: str) -> SourcePlugin | None:
 
 def plugin_names(group: str) -> list[str]:
     return sorted(_group(group))
-
-
-def forget() -> None:
-    """Read the entry points again on next use (after installing a plug-in in-process)."""
-    _group.cache_clear()
