@@ -82,6 +82,11 @@ REPORT_SUFFIXES = (".html", ".png")
 # would allocate hundreds of megabytes (it builds a units x V x V array): alpha is then computed
 # from the coincidence matrix directly, with the same formulas (the tests check both agree).
 _LIBRARY_CELLS = 4_000_000
+# Dense records x values tables (Fleiss' kappa) up to this many cells; the ordinal alpha and
+# the weighted kappa (which treat scores as ordered categories, V x V) up to so many values.
+_DENSE_CELLS = 20_000_000
+_ORDINAL_MAX_VALUES = 2_000
+_KAPPA_MAX_VALUES = 1_000
 
 
 # --------------------------------------------------------------------------- the values
@@ -288,55 +293,125 @@ def _single_category_reason(category: object) -> str:
     )
 
 
-def _alpha_from_counts(
-    counts: npt.NDArray[np.float64],
-    domain: npt.NDArray[Any],
-    level: _Level,
-) -> float:
-    """Krippendorff's alpha from a units x values count matrix of pairable units."""
+@dataclass(frozen=True)
+class _Tally:
+    """Sparse counts of the values given to each record: (unit, value, count) triplets.
+
+    Sorted by unit, then by count descending, then by value; ``m`` is each unit's number of
+    ratings. Built from a records x annotators code matrix (-1 = no rating) in O(ratings).
+    """
+
+    unit: npt.NDArray[np.int64]
+    value: npt.NDArray[np.int64]
+    count: npt.NDArray[np.int64]
+    m: npt.NDArray[np.int64]
+    first: npt.NDArray[np.int64]  # index of each unit's first triplet (-1: no rating)
+
+
+def _tally(codes: npt.NDArray[np.int64], n_values: int) -> _Tally:
     import numpy as np
 
-    n_units, n_values = counts.shape
+    n_rec = codes.shape[0]
+    rows, cols = np.nonzero(codes >= 0)
+    keys, count = np.unique(rows * max(n_values, 1) + codes[rows, cols], return_counts=True)
+    unit, value = keys // max(n_values, 1), keys % max(n_values, 1)
+    order = np.lexsort((value, -count, unit))
+    unit, value, count = unit[order], value[order], count[order]
+    m = np.bincount(unit, weights=count, minlength=n_rec).astype(np.int64)
+    first = np.full(n_rec, -1, np.int64)
+    starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]]) if len(unit) else unit
+    first[unit[starts]] = starts
+    return _Tally(unit, value, count, m, first)
+
+
+def _pairable(t: _Tally) -> tuple[_Tally, npt.NDArray[np.int64]]:
+    """The tally of the units with two or more ratings, renumbered 0..P-1, and their ids."""
+    import numpy as np
+
+    ids = np.flatnonzero(t.m >= 2)
+    keep = t.m[t.unit] >= 2
+    unit = np.searchsorted(ids, t.unit[keep])
+    sub = _Tally(unit, t.value[keep], t.count[keep], t.m[ids], np.empty(0, np.int64))
+    return sub, ids
+
+
+def _percent(t: _Tally) -> float:
+    """Mean over the (pairable) units of the share of agreeing pairs of ratings."""
+    import numpy as np
+
+    same = np.bincount(t.unit, weights=t.count * (t.count - 1), minlength=len(t.m))
+    return float((same / (t.m * (t.m - 1))).mean())
+
+
+def _dense(t: _Tally, used: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    import numpy as np
+
+    out = np.zeros((len(t.m), len(used)))
+    out[t.unit, np.searchsorted(used, t.value)] = t.count
+    return out
+
+
+def _alpha(
+    t: _Tally, used: npt.NDArray[np.int64], domain: npt.NDArray[Any], level: _Level
+) -> float:
+    """Krippendorff's alpha of a pairable tally whose values are ``used`` (codes into domain).
+
+    The krippendorff library builds a units x V x V array: when that would be large, the same
+    alpha is computed from sums over the triplets (nominal, interval) or from the V x V
+    coincidence matrix (ordinal), with Krippendorff's formulas; the tests check they agree.
+    """
+    import numpy as np
+
+    n_units, n_values = len(t.m), len(used)
     if n_units * n_values * n_values <= _LIBRARY_CELLS:
         import krippendorff
 
         return float(
-            krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=level)
+            krippendorff.alpha(
+                value_counts=_dense(t, used),
+                value_domain=np.asarray(domain)[used],
+                level_of_measurement=level,
+            )
         )
-    return _alpha_lean(np.asarray(counts, dtype=np.float64), domain, level)
+    return _alpha_lean(t, np.asarray(domain, dtype=np.float64), level)
 
 
-def _alpha_lean(counts: npt.NDArray[np.float64], domain: npt.NDArray[Any], level: _Level) -> float:
-    """The same alpha as the library, from the coincidence matrix (V x V memory only).
+def _alpha_lean(t: _Tally, domain: npt.NDArray[np.float64], level: _Level) -> float:
+    """alpha = 1 - (n - 1) * sum_u [sum_(i != j in u) delta / (m_u - 1)] / sum_(i != j) delta.
 
-    o = C' diag(1/(m-1)) C - diag(sum_u c_u/(m_u-1)); e and the distances as in Krippendorff
-    (2011), "Computing Krippendorff's alpha-reliability".
+    Krippendorff (2011), "Computing Krippendorff's alpha-reliability"; ordered pairs.
     """
     import numpy as np
-    from scipy import sparse
 
-    m = counts.sum(axis=1)
-    weight = 1.0 / (m - 1.0)
-    c = sparse.csr_matrix(counts)
-    o = np.asarray((c.T @ sparse.diags(weight) @ c).todense(), dtype=np.float64)
-    o -= np.diag(np.asarray(c.T @ weight).ravel())
-    n_v = o.sum(axis=0)
-    n = n_v.sum()
-    e = (np.outer(n_v, n_v) - np.diag(n_v)) / (n - 1.0)
-    values = np.asarray(domain, dtype=np.float64) if level != "nominal" else None
+    count = t.count.astype(np.float64)
+    m = t.m.astype(np.float64)
+    n = m.sum()
+    n_v = np.bincount(t.value, weights=count, minlength=len(domain))
     if level == "nominal":
-        d = 1.0 - np.eye(len(n_v))
+        same = np.bincount(t.unit, weights=count * (count - 1), minlength=len(m))
+        within = ((m * (m - 1) - same) / (m - 1)).sum()
+        total = n * n - (n_v * n_v).sum()
     elif level == "interval":
-        assert values is not None
-        d = (values[:, None] - values[None, :]) ** 2
-    elif level == "ordinal":
+        x = domain[t.value]
+        s1 = np.bincount(t.unit, weights=count * x, minlength=len(m))
+        s2 = np.bincount(t.unit, weights=count * x * x, minlength=len(m))
+        within = (2 * (m * s2 - s1 * s1) / (m - 1)).sum()
+        total = 2 * (n * (n_v * domain * domain).sum() - (n_v * domain).sum() ** 2)
+    else:  # ordinal: the coincidence matrix, V x V
+        from scipy import sparse
+
+        k = len(domain)
+        c = sparse.csr_matrix((count, (t.unit, t.value)), shape=(len(m), k))
+        weight = 1.0 / (m - 1.0)
+        o = np.asarray((c.T @ sparse.diags(weight) @ c).todense(), dtype=np.float64)
+        o -= np.diag(np.asarray(c.T @ weight).ravel())
         cum = np.concatenate([[0.0], np.cumsum(n_v)])
-        i = np.arange(len(n_v))
+        i = np.arange(k)
         lo, hi = np.minimum.outer(i, i), np.maximum.outer(i, i)
         d = (cum[hi + 1] - cum[lo] - (n_v[lo] + n_v[hi]) / 2.0) ** 2
-    else:  # pragma: no cover - the callers pass one of the three
-        raise ValueError(level)
-    return float(1.0 - (o * d).sum() / (e * d).sum())
+        e = np.outer(n_v, n_v) - np.diag(n_v)
+        return float(1.0 - (n - 1.0) * (o * d).sum() / (e * d).sum())
+    return float(1.0 - (n - 1.0) * within / total)
 
 
 def _kappa(
@@ -398,55 +473,46 @@ def _pair_figures(
     return pairs, confusions
 
 
-def _counts_matrix(codes: npt.NDArray[np.int64], n_categories: int) -> npt.NDArray[np.int64]:
-    """records x categories counts from a records x annotators code matrix (-1 = none)."""
-    import numpy as np
-
-    rows, cols = np.nonzero(codes >= 0)
-    flat = rows * n_categories + codes[rows, cols]
-    return np.bincount(flat, minlength=codes.shape[0] * n_categories).reshape(
-        codes.shape[0], n_categories
-    )
-
-
 def _label_figures(
     codes: npt.NDArray[np.int64], annotators: Sequence[str], categories: Sequence[str]
 ) -> LabelFigures:
     import numpy as np
 
     k = len(categories)
-    counts = _counts_matrix(codes, k)
-    m = counts.sum(axis=1)
-    pairable = counts[m >= 2]
-    n_pairable = int(pairable.shape[0])
+    full = _tally(codes, k)
+    t, _ = _pairable(full)
+    n_pairable = len(t.m)
     labellers = [a for i, a in enumerate(annotators) if (codes[:, i] >= 0).any()]
     if n_pairable == 0:
         reason = _no_overlap_reason(labellers, "labels")
         alpha = fleiss = percent = Figure(None, 0, reason)
         unanimous = 0
     else:
-        used = np.flatnonzero(pairable.sum(axis=0))
-        mp = pairable.sum(axis=1)
-        agreeing_pairs = (pairable * (pairable - 1)).sum(axis=1) / (mp * (mp - 1))
-        percent = Figure(float(agreeing_pairs.mean()), n_pairable)
-        unanimous = int((pairable.max(axis=1) == mp).sum())
+        used = np.unique(t.value)
+        percent = Figure(_percent(t), n_pairable)
+        top = np.where(full.first >= 0, full.count[np.maximum(full.first, 0)], 0)
+        unanimous = int(((full.m >= 2) & (top == full.m)).sum())
+        lo, hi = int(t.m.min()), int(t.m.max())
         if len(used) == 1:
             reason = _single_category_reason(categories[int(used[0])])
             alpha = fleiss = Figure(None, n_pairable, reason)
         else:
-            sub = pairable[:, used].astype(np.float64)
-            alpha = Figure(_alpha_from_counts(sub, used, "nominal"), n_pairable)
-            if int(mp.min()) != int(mp.max()):
+            alpha = Figure(_alpha(t, used, np.arange(k), "nominal"), n_pairable)
+            if lo != hi:
                 fleiss = Figure(
                     None,
                     n_pairable,
-                    f"not defined: records have {int(mp.min())} to {int(mp.max())} labels; "
+                    f"not defined: records have {lo} to {hi} labels; "
                     "Fleiss' kappa needs the same number on every record (see alpha)",
+                )
+            elif n_pairable * len(used) > _DENSE_CELLS:
+                fleiss = Figure(
+                    None, n_pairable, f"not computed: {len(used)} labels on {n_pairable} records"
                 )
             else:
                 from statsmodels.stats.inter_rater import fleiss_kappa
 
-                fleiss = Figure(float(fleiss_kappa(sub, method="fleiss")), n_pairable)
+                fleiss = Figure(float(fleiss_kappa(_dense(t, used), method="fleiss")), n_pairable)
     cohen, confusion = _pair_figures(codes, annotators, categories, False, "labels")
     return LabelFigures(
         alpha, fleiss, percent, unanimous, tuple(cohen), tuple(confusion), tuple(categories)
@@ -462,25 +528,38 @@ def _score_figures(
     import numpy as np
 
     k = len(domain)
-    counts = _counts_matrix(codes, k)
-    m = counts.sum(axis=1)
-    pairable = counts[m >= 2]
-    n_pairable = int(pairable.shape[0])
+    t, _ = _pairable(_tally(codes, k))
+    n_pairable = len(t.m)
     scorers = [a for i, a in enumerate(annotators) if (codes[:, i] >= 0).any()]
     if n_pairable == 0:
         alpha = percent = Figure(None, 0, _no_overlap_reason(scorers, "scores"))
     else:
-        mp = pairable.sum(axis=1)
-        agreeing = (pairable * (pairable - 1)).sum(axis=1) / (mp * (mp - 1))
-        percent = Figure(float(agreeing.mean()), n_pairable)
-        used = np.flatnonzero(pairable.sum(axis=0))
+        percent = Figure(_percent(t), n_pairable)
+        used = np.unique(t.value)
         if len(used) == 1:
             alpha = Figure(None, n_pairable, _single_category_reason(f"{domain[used[0]]:g}"))
+        elif level == "ordinal" and k > _ORDINAL_MAX_VALUES:
+            alpha = Figure(
+                None,
+                n_pairable,
+                f"not computed: {k} distinct scores are too many for the ordinal alpha "
+                f"(at most {_ORDINAL_MAX_VALUES}); use the interval level",
+            )
         else:
-            sub = pairable[:, used].astype(np.float64)
-            alpha = Figure(_alpha_from_counts(sub, domain[used], level), n_pairable)
-    shown = [f"{v:g}" for v in domain]
-    weighted, _ = _pair_figures(codes, annotators, shown, True, "scores")
+            alpha = Figure(_alpha(t, used, domain, level), n_pairable)
+    if k > _KAPPA_MAX_VALUES:
+        reason = (
+            f"not computed: {k} distinct scores; the weighted kappa treats scores as ordered "
+            f"categories (at most {_KAPPA_MAX_VALUES}): see alpha"
+        )
+        weighted = [
+            PairFigure(annotators[i], annotators[j], Figure(None, 0, reason))
+            for i in range(len(annotators))
+            for j in range(i + 1, len(annotators))
+        ]
+    else:
+        shown = [f"{v:g}" for v in domain]
+        weighted, _ = _pair_figures(codes, annotators, shown, True, "scores")
     return ScoreFigures(level, alpha, percent, tuple(weighted))
 
 
@@ -588,10 +667,19 @@ def _disputes(
     n_rec = row_m.shape[0]
     if n_rec == 0:
         return ()
-    k = max(len(categories), 1)
-    counts = _counts_matrix(label_m, k) if categories else np.zeros((n_rec, 1), np.int64)
-    labelled = counts.sum(axis=1)
-    top = counts.max(axis=1)
+    t = _tally(label_m, len(categories))
+    labelled = t.m
+    # Each record's first triplet holds its most frequent label (the smallest code on a tie);
+    # the next one, when it is of the same record and as frequent, makes a tie.
+    top = np.zeros(n_rec, np.int64)
+    majority = np.full(n_rec, -1, np.int64)
+    tied = np.zeros(n_rec, bool)
+    has = t.first >= 0
+    if has.any():
+        f = t.first[has]
+        top[has], majority[has] = t.count[f], t.value[f]
+        nxt = np.minimum(f + 1, len(t.unit) - 1)
+        tied[has] = (f + 1 < len(t.unit)) & (t.unit[nxt] == t.unit[f]) & (t.count[nxt] == top[has])
     label_dispute = (labelled >= 2) & (top < labelled)
     scored = (~np.isnan(score_m)).sum(axis=1)
     missing = np.isnan(score_m)
@@ -607,8 +695,6 @@ def _disputes(
     order = np.lexsort((first_row[disputed], -spread[disputed], -raters[disputed], share[disputed]))
     disputed = disputed[order]
     ids = list(record_index)
-    majority = counts.argmax(axis=1)
-    tied = (counts == top[:, None]).sum(axis=1) > 1
     out: list[DisputedRecord] = []
     rows_l = row_m[disputed].tolist()
     labs_l = label_m[disputed].tolist()

@@ -190,6 +190,40 @@ def test_the_memory_lean_alpha_equals_the_library(monkeypatch: pytest.MonkeyPatc
     )
 
 
+def test_continuous_scores_with_many_distinct_values() -> None:
+    # 450 distinct scores on 150 records: the library would need a 150 x 450 x 450 array; the
+    # lean path gives the alpha of the definition.
+    rnd = random.Random(11)
+    table: list[list[float | None]] = [[None] * 150 for _ in range(3)]
+    for unit in range(150):
+        base = rnd.random()
+        for coder in range(3):
+            table[coder][unit] = round(base + rnd.gauss(0, 0.1), 6)
+    result = agreement("x", ratings_from_table(table, CODERS[:3], as_label=False))
+    assert result.scores is not None
+    assert result.scores.alpha.value == pytest.approx(
+        hand_alpha(units_of(table), interval), abs=1e-9
+    )
+    assert all(p.figure.value is not None for p in result.scores.weighted_cohen)
+
+
+def test_too_many_distinct_scores_for_the_rank_based_figures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ag, "_KAPPA_MAX_VALUES", 4)
+    monkeypatch.setattr(ag, "_ORDINAL_MAX_VALUES", 4)
+    ratings = ratings_from_table(KRIPPENDORFF, CODERS)  # 5 distinct scores
+    result = agreement("k", ratings, score_level="ordinal")
+    assert result.scores is not None
+    assert result.scores.alpha.value is None
+    assert "5 distinct scores are too many for the ordinal alpha" in result.scores.alpha.reason
+    assert len(result.scores.weighted_cohen) == 6
+    for p in result.scores.weighted_cohen:
+        assert p.figure.value is None and "5 distinct scores" in p.figure.reason
+    interval_alpha = agreement("k", ratings).scores
+    assert interval_alpha is not None and interval_alpha.alpha.value is not None
+
+
 # --------------------------------------------------------------------------- kappas
 
 
