@@ -27,7 +27,12 @@ Definitions (the tests pin each one):
   the share of records on which they agree). ``unanimous`` counts the records on which every
   annotator agreed.
 - Weighted Cohen's kappa on scores uses quadratic weights on the *ranks* of the distinct
-  scores the two annotators gave (scikit-learn's definition: scores are ordered categories).
+  scores given for the annotation by anyone (scikit-learn's definition: scores are ordered
+  categories). With more than 1,000 distinct scores it is not computed (and the ordinal
+  alpha not above 2,000): alpha at the interval level is the figure for continuous scores.
+- Krippendorff's alpha comes from the ``krippendorff`` library unless its units x values x
+  values array would be large (continuous scores, many labels): then the same formulas are
+  summed over the ratings directly (``_alpha_lean``, checked against the library in the tests).
 - A record is *disputed* when its labels are not all equal, or its scores are not all equal.
   *Most disputed first* means: the smallest share of annotators agreeing with the record's
   majority label (records whose labels agree have share 1), then more annotators, then the
@@ -403,8 +408,8 @@ def _alpha_lean(t: _Tally, domain: npt.NDArray[np.float64], level: _Level) -> fl
         k = len(domain)
         c = sparse.csr_matrix((count, (t.unit, t.value)), shape=(len(m), k))
         weight = 1.0 / (m - 1.0)
+        # The coincidences off the diagonal (d is 0 on it, so its correction is left out).
         o = np.asarray((c.T @ sparse.diags(weight) @ c).todense(), dtype=np.float64)
-        o -= np.diag(np.asarray(c.T @ weight).ravel())
         cum = np.concatenate([[0.0], np.cumsum(n_v)])
         i = np.arange(k)
         lo, hi = np.minimum.outer(i, i), np.maximum.outer(i, i)

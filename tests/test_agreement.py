@@ -402,6 +402,7 @@ def test_records_with_missing_ratings_and_scores_only_on_some() -> None:
     assert result.records == 4 and result.records_with_overlap == 3
     assert result.labels is not None and result.scores is not None
     assert result.labels.alpha.records == 2  # r1 and r2 have two labels
+    assert result.labels.unanimous == 1  # r1; r3 and r4 have one label only
     assert result.labels.alpha.value == pytest.approx(
         hand_alpha([[0, 0], [1, 0]], nominal), abs=1e-12
     )
