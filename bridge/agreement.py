@@ -1178,8 +1178,13 @@ def _html_table(rows: Sequence[Sequence[Cell]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(results: Sequence[Result], path: Path) -> None:
-    """An HTML report (figures, disagreements, confusion heatmaps) or a PNG of the heatmaps."""
+def write_report(
+    results: Sequence[Result], path: Path, link: Callable[[str], str] | None = None
+) -> None:
+    """An HTML report (figures, disagreements, confusion heatmaps) or a PNG of the heatmaps.
+
+    ``link`` fills the disagreements' link column of the HTML, as in :func:`disagreement_rows`.
+    """
     suffix = path.suffix.lower()
     if suffix not in REPORT_SUFFIXES:
         raise ConfigError(
@@ -1207,6 +1212,6 @@ def write_report(results: Sequence[Result], path: Path) -> None:
         f"<style>{style}</style></head><body><h1>Agreement</h1>"
         f"{_html_table(agreement_rows(results))}<h2>Confusion matrices</h2>"
         f"{images or '<p>No confusion matrix: no pair of annotators overlaps.</p>'}"
-        f"<h2>Disagreements</h2>{_html_table(disagreement_rows(results))}</body></html>"
+        f"<h2>Disagreements</h2>{_html_table(disagreement_rows(results, link))}</body></html>"
     )
     path.write_text(page, encoding="utf-8")
