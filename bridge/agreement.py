@@ -1119,64 +1119,52 @@ def _confusions(results: Sequence[Result]) -> list[tuple[str, Confusion]]:
     return out
 
 
-def _heatmap_png(title: str, c: Confusion) -> bytes:
-    from matplotlib.figure import Figure as MplFigure
-
+def _draw(ax: Any, title: str, c: Confusion) -> None:
+    """One confusion matrix as a heatmap with its counts written in the cells."""
     k = len(c.categories)
-    size = max(3.5, 1.0 + 0.6 * k)
-    fig = MplFigure(figsize=(size + 1.0, size))
-    ax = fig.add_subplot()
-    ax.imshow(c.counts, cmap="Blues")
-    ax.set_xticks(range(k), c.categories, rotation=45, ha="right")
-    ax.set_yticks(range(k), c.categories)
+    ax.imshow(c.counts, cmap="Blues", vmin=0)
+    ax.set_xticks(range(k), c.categories, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), c.categories, fontsize=8)
     ax.set_xlabel(c.columns)
     ax.set_ylabel(c.rows)
     ax.set_title(title, fontsize=9)
     top = max((max(row) for row in c.counts), default=0)
     for i, row in enumerate(c.counts):
         for j, v in enumerate(row):
-            ax.text(
-                j,
-                i,
-                str(v),
-                ha="center",
-                va="center",
-                color="white" if top and v > top / 2 else "black",
-            )
-    fig.tight_layout()
+            dark = top > 0 and v > top / 2
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")  # fmt: skip
+
+
+def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     return buf.getvalue()
 
 
+def _heatmap_png(title: str, c: Confusion) -> bytes:
+    from matplotlib.figure import Figure as MplFigure
+
+    size = max(3.5, 1.0 + 0.6 * len(c.categories))
+    fig = MplFigure(figsize=(size + 1.0, size), layout="tight")
+    _draw(fig.add_subplot(), title, c)
+    return _png(fig)
+
+
 def _grid_png(items: Sequence[tuple[str, Confusion]]) -> bytes:
+    """Every confusion matrix in one image, three to a row."""
     from matplotlib.figure import Figure as MplFigure
 
     if not items:
         fig = MplFigure(figsize=(5, 1.5))
         fig.text(0.5, 0.5, "no confusion matrix: no pair of annotators overlaps", ha="center")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        return buf.getvalue()
+        return _png(fig)
     cols = min(3, len(items))
     nrows = math.ceil(len(items) / cols)
-    fig = MplFigure(figsize=(5 * cols, 4.5 * nrows))
+    fig = MplFigure(figsize=(5 * cols, 4.5 * nrows), layout="tight")
     for n, (title, c) in enumerate(items):
-        ax = fig.add_subplot(nrows, cols, n + 1)
-        k = len(c.categories)
-        ax.imshow(c.counts, cmap="Blues")
-        ax.set_xticks(range(k), c.categories, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(k), c.categories, fontsize=8)
-        ax.set_xlabel(c.columns)
-        ax.set_ylabel(c.rows)
-        ax.set_title(title, fontsize=9)
-        for i, row in enumerate(c.counts):
-            for j, v in enumerate(row):
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+        _draw(fig.add_subplot(nrows, cols, n + 1), title, c)
+    return _png(fig)
 
 
 def _html_table(rows: Sequence[Sequence[Cell]]) -> str:
@@ -1190,8 +1178,13 @@ def _html_table(rows: Sequence[Sequence[Cell]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(results: Sequence[Result], path: Path) -> None:
-    """An HTML report (figures, disagreements, confusion heatmaps) or a PNG of the heatmaps."""
+def write_report(
+    results: Sequence[Result], path: Path, link: Callable[[str], str] | None = None
+) -> None:
+    """An HTML report (figures, disagreements, confusion heatmaps) or a PNG of the heatmaps.
+
+    ``link`` fills the disagreements' link column of the HTML, as in :func:`disagreement_rows`.
+    """
     suffix = path.suffix.lower()
     if suffix not in REPORT_SUFFIXES:
         raise ConfigError(
@@ -1219,6 +1212,6 @@ def write_report(results: Sequence[Result], path: Path) -> None:
         f"<style>{style}</style></head><body><h1>Agreement</h1>"
         f"{_html_table(agreement_rows(results))}<h2>Confusion matrices</h2>"
         f"{images or '<p>No confusion matrix: no pair of annotators overlaps.</p>'}"
-        f"<h2>Disagreements</h2>{_html_table(disagreement_rows(results))}</body></html>"
+        f"<h2>Disagreements</h2>{_html_table(disagreement_rows(results, link))}</body></html>"
     )
     path.write_text(page, encoding="utf-8")

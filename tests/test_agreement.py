@@ -731,8 +731,9 @@ def test_write_report_html(tmp_path: Path, mpl_home: None) -> None:
     human = pairs_to_ratings([("yes", "no"), ("no", "no"), ("yes", "yes")])
     results.append(judge_vs_human("grant", human, {"r1": JudgeVerdict("yes", None, "why <b>")}))
     path = tmp_path / "report.html"
-    write_report(results, path)
+    write_report(results, path, lambda rid: f"http://127.0.0.1:6006/spans/{rid}")
     text = path.read_text(encoding="utf-8")
+    assert "http://127.0.0.1:6006/spans/u06" in text
     assert text.startswith("<!DOCTYPE html>")
     names = ["krippendorff_alpha_nominal", "fleiss_kappa", "cohen_kappa", "weighted_cohen_kappa"]
     names += ["percent_agreement", "correctness: A x B", "grant: human majority x judge"]
