@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _PUBLIC = {
+    "AssignmentError": "bridge.errors",
     "AuthRefused": "bridge.errors",
     "BridgeError": "bridge.errors",
     "ChecksAnnotations": "bridge.targets.base",
@@ -48,6 +49,7 @@ _PUBLIC = {
 }
 
 __all__ = [
+    "AssignmentError",
     "AuthRefused",
     "BridgeError",
     "ChecksAnnotations",
@@ -94,6 +96,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from bridge.api import export, load_mapping, pull_rules, run_all, sync, validate
     from bridge.errors import (
+        AssignmentError,
         AuthRefused,
         BridgeError,
         ConfigError,

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bridge.errors import ConfigError
+from bridge.errors import AssignmentError, ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -251,10 +251,6 @@ class JudgeAgreement:
 
 
 Result = AnnotationAgreement | JudgeAgreement
-
-
-class AssignmentError(ConfigError, ValueError):
-    """The assignment options cannot be satisfied (bad --per-record, duplicate names)."""
 
 
 # --------------------------------------------------------------------------- helpers

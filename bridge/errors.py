@@ -6,7 +6,8 @@ is a bug and keeps its traceback.
 
     BridgeError
     ├── ConfigError            exit 2: bad mapping or options, nothing sent
-    │   └── MappingError       exit 2: names the mapping file and the key
+    │   ├── MappingError       exit 2: names the mapping file and the key
+    │   └── AssignmentError    exit 2: --assign / --per-record cannot be satisfied
     ├── SourceError            exit 2: the sheet cannot be used as given (missing column,
     │                                  worksheet, header, not an xlsx, empty)
     └── UnavailableError       exit 3: safe to retry later, nothing lost
@@ -47,6 +48,10 @@ class MappingError(ConfigError):
         self.key = key
         where = f"{self.path}" + (f", key '{key}'" if key else "")
         super().__init__(f"{where}: {message}")
+
+
+class AssignmentError(ConfigError):
+    """The assignment options cannot be satisfied (bad --per-record, repeated names)."""
 
 
 class SourceError(BridgeError):

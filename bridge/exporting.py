@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bridge import agreement
 from bridge.errors import ConfigError
 from bridge.mapping import MappingConfig
 from bridge.records import ExportQuery, ExportRecord, Validation, safe_text
@@ -86,6 +87,8 @@ class ExportResult:
     added_columns: list[str] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    # with --assign: rows appended per annotator
+    assigned: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -109,6 +112,8 @@ class ExportResult:
             "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3),
         }
+        if self.assigned:
+            out["assigned"] = self.assigned
         if self.dry_run:
             out["rows"] = self.rows
         return out
@@ -253,6 +258,50 @@ def export_id_column(mapping: MappingConfig) -> str:
     return ids[0]
 
 
+def _assignment_column(
+    mapping: MappingConfig, assign: Sequence[str], per_record: int
+) -> str | None:
+    """The annotator column that --assign fills (None without --assign)."""
+    if not assign:
+        return None
+    columns = list(dict.fromkeys(a.annotator_column for a in mapping.annotations))
+    if columns == [None]:
+        raise ConfigError(
+            f"{mapping.path or 'the mapping'}: --assign fills the annotator column, and the "
+            "mapping has none: add annotator_column (e.g. annotator) to its annotation entries"
+        )
+    if len(columns) > 1:
+        raise ConfigError(
+            f"--assign fills one annotator column, and the annotation entries use "
+            f"{', '.join(str(c) for c in columns)}: use one annotator_column for all entries"
+        )
+    # the names and per_record are checked by agreement.assign, before anything is read
+    agreement.assign(["probe"], assign, per_record)
+    return columns[0]
+
+
+def _assign_rows(
+    plan: ExportPlan,
+    id_column: str,
+    annotator_column: str,
+    annotators: Sequence[str],
+    per_record: int,
+) -> dict[str, int]:
+    """Each planned record becomes one row per assigned annotator, in the record's order."""
+    ids = [str(row[id_column]) for row in plan.rows]
+    chosen: dict[str, list[str]] = {}
+    for record, who in agreement.assign(ids, annotators, per_record):
+        chosen.setdefault(record, []).append(who)
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, int] = dict.fromkeys(annotators, 0)
+    for row in plan.rows:
+        for who in sorted(chosen.get(str(row[id_column]), [])):
+            rows.append({**row, annotator_column: safe_text(who)})
+            counts[who] += 1
+    plan.rows = rows
+    return counts
+
+
 def _exporter(target: Target) -> ExportsRecords:
     if not isinstance(target, ExportsRecords):
         raise ConfigError(
@@ -269,6 +318,8 @@ def export(
     until: datetime | None = None,
     filters: Sequence[str] = (),
     limit: int | None = None,
+    assign: Sequence[str] = (),
+    per_record: int = 1,
     roots_only: bool = True,
     full_text: bool = False,
     dry_run: bool = False,
@@ -281,7 +332,11 @@ def export(
     :param since: only records that started at or after this time (naive: UTC).
     :param until: only records that started before this time (naive: UTC).
     :param filters: the platform's own filters (Phoenix ``key:value``; MLflow expressions).
-    :param limit: append at most this many rows.
+    :param limit: append at most this many records.
+    :param assign: annotator names: each new record becomes ``per_record`` rows, one per
+        annotator, the annotator column filled (balanced, deterministic; records already in
+        the sheet keep their rows and annotators).
+    :param per_record: how many different annotators label each new record (with ``assign``).
     :param roots_only: Phoenix: root spans only (the default); False for every span.
     :param full_text: MLflow: full request and response instead of the 1000-character previews.
     :param dry_run: write nothing; ``rows`` holds what would be appended.
@@ -295,6 +350,7 @@ def export(
     if since is not None and until is not None and until <= since:
         raise ConfigError("--until must be after --since")
     id_column = export_id_column(mapping)
+    annotator_column = _assignment_column(mapping, assign, per_record)
     own_sink = sink is None
     sink = sink or open_sink(mapping)
     own_target = target is None
@@ -322,7 +378,12 @@ def export(
             cell_limit=sink.cell_limit,
             columns=columns,
         )
+        if annotator_column is not None:
+            result_assigned = _assign_rows(plan, id_column, annotator_column, assign, per_record)
+        else:
+            result_assigned = {}
         result = ExportResult(
+            assigned=result_assigned,
             mapping=str(mapping.path or ""),
             source=sink.label,
             target=target.fingerprint(),

@@ -121,7 +121,7 @@ def _extra_columns(mapping: MappingConfig) -> list[str]:
     return mapping.target.extra_columns()
 
 
-def _read_spec(mapping: MappingConfig) -> ReadSpec:
+def read_spec(mapping: MappingConfig) -> ReadSpec:
     columns: list[str] = []
     for spec in mapping.annotations:
         for c in spec.used_columns():
@@ -150,7 +150,7 @@ def plan(
     :param problems: the target's own checks of one annotation (what the platform documents
         it would refuse); a row with any is invalid and never sent.
     """
-    spec = _read_spec(mapping)
+    spec = read_spec(mapping)
     rows = source.read(spec)
     verdicts = rules.evaluate(
         rows, mapping.annotations, kind, source.label, type(mapping.target).ID_PATTERNS
@@ -355,7 +355,7 @@ def _sync(
             log.info("sent %d annotations (%d of %d)", len(annotations), settled, total)
     updates = _status_updates(planned, mapping)
     if updates:
-        report = source.write_status(_read_spec(mapping), updates)
+        report = source.write_status(read_spec(mapping), updates)
         result.statuses_written = report.written
         result.vanished_rows = sorted(u.sheet_row for u in report.vanished)
         log.info("wrote the status of %d rows to %s", report.written, source.label)

@@ -253,3 +253,14 @@ def finite_number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+@dataclass(frozen=True)
+class JudgeLabel:
+    """An LLM judge's annotation of one record, as the platform holds it."""
+
+    record_id: str
+    label: str | None
+    score: float | None
+    explanation: str = ""
+    judge: str = ""  # the platform's name for the judge (identifier, source id)

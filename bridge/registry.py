@@ -59,10 +59,10 @@ def _mlflow(mapping: MappingConfig, **options: Any) -> Target:
 
 def _excel(mapping: MappingConfig) -> Source:
     from bridge.sources.excel.config import ExcelConfig
-    from bridge.sources.excel.source import ExcelSource
+    from bridge.sources.excel.tabs import ExcelWorkbookSource
 
     cfg = _config(mapping.source, ExcelConfig)
-    return ExcelSource(cfg.path, cfg.worksheet, cfg.header_row)
+    return ExcelWorkbookSource(cfg.path, cfg.worksheet, cfg.header_row)
 
 
 def _excel_sink(mapping: MappingConfig) -> ExportSink:

@@ -639,7 +639,7 @@ def test_assign_bad_arguments(names: list[str], per_record: int, message: str) -
     with pytest.raises(AssignmentError) as info:
         assign(["r1"], names, per_record)
     assert message in str(info.value)
-    assert isinstance(info.value, ValueError) and isinstance(info.value, ConfigError)
+    assert isinstance(info.value, ConfigError) and info.value.exit_code == 2
 
 
 # --------------------------------------------------------------------------- output

@@ -68,3 +68,14 @@ class ExportSink(Protocol):
     def add_validations(self, validations: Sequence[Validation]) -> list[str]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class WritesOwnedTabs(Protocol):
+    """Can replace whole tabs that annobridge owns (``Agreement``, ``Disagreements``) in the
+    same workbook or spreadsheet, never touching any other tab."""
+
+    def replace_tab(self, title: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Create the tab, or clear it, and write ``rows`` (the first is the header) as text
+        and numbers, never as formulas."""
+        ...

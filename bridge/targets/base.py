@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from bridge.records import Annotation, ExportQuery, ExportRecord, Outcome, PlatformRule
+from bridge.records import (
+    Annotation,
+    ExportQuery,
+    ExportRecord,
+    JudgeLabel,
+    Outcome,
+    PlatformRule,
+)
 
 Progress = Callable[[int], None]
 """Called with the number of annotations just settled (synced, rejected or failed)."""
@@ -69,6 +76,16 @@ class PullsRules(Protocol):
     """Reads the annotation rules (labels, score bounds) from the platform's own configs."""
 
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]: ...
+
+
+@runtime_checkable
+class ReadsJudgeAnnotations(Protocol):
+    """Reads back the LLM judges' annotations (to compare them with the humans')."""
+
+    def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
+        """The LLM annotations named ``name`` on these records (by the sheet's record id);
+        a record with none is absent."""
+        ...
 
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
