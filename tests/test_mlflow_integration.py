@@ -23,7 +23,8 @@ from bridge.pipeline import run
 from bridge.records import Annotation, Status
 from bridge.rules import identifier_for
 from bridge.targets.mlflow.config import MlflowConfig
-from bridge.targets.mlflow.target import MlflowTarget, assessment_id
+from bridge.targets.mlflow.target import MlflowTarget
+from bridge.targets.mlflow.values import assessment_id
 from tests.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.mlflow

@@ -25,7 +25,8 @@ from bridge.mapping import AnnotationSpec
 from bridge.records import Annotation, Status
 from bridge.rules import identifier_for
 from bridge.targets.mlflow.config import MlflowConfig
-from bridge.targets.mlflow.target import MlflowTarget, assessment_id
+from bridge.targets.mlflow.target import MlflowTarget
+from bridge.targets.mlflow.values import assessment_id
 
 RECORD = os.environ.get("ANNOBRIDGE_RECORD") == "1"
 CASSETTES = Path(__file__).parent / "cassettes" / "mlflow"

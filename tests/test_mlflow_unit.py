@@ -17,15 +17,15 @@ from bridge.mapping import AnnotationSpec, parse_mapping
 from bridge.records import Annotation
 from bridge.registry import open_target
 from bridge.rules import identifier_for
+from bridge.targets.mlflow.client import connection_from_env
 from bridge.targets.mlflow.config import MlflowConfig
-from bridge.targets.mlflow.target import (
+from bridge.targets.mlflow.ids import _quote
+from bridge.targets.mlflow.target import MlflowTarget
+from bridge.targets.mlflow.values import (
     MAX_ASSESSMENT_ID,
-    MlflowTarget,
     NotSendable,
     ValueRule,
-    _quote,
     assessment_id,
-    connection_from_env,
     differences,
     to_value,
 )

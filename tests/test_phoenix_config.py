@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.targets.phoenix.client import base_url_from_env, headers_from_env
 from bridge.targets.phoenix.config import PhoenixConfig
-from bridge.targets.phoenix.target import PhoenixTarget, base_url_from_env, headers_from_env
+from bridge.targets.phoenix.target import PhoenixTarget
 
 
 @pytest.mark.parametrize(

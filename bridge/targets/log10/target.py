@@ -2,8 +2,9 @@
 
 log10 is a hosted service that the machines annobridge is built on cannot reach, and it has
 had no release since January 2025: this module follows the documented contract (the official
-Python client's requests and the published OpenAPI description, reference/log10-arize.md)
-and is tested against a local stand-in of those endpoints.
+Python client's requests, https://github.com/log10-io/log10, and the published OpenAPI
+description; ``docs/platform-notes.md``, section "log10") and is tested against a local
+stand-in of those endpoints.
 
 - The feedback task is read first (``GET /api/v1/feedback_task/{id}``). Each row's
   ``json_values`` are built from the mapping (label, score, explanation, annotator or another

@@ -1,11 +1,51 @@
-"""MLflow label schemas as annotation rules."""
+"""MLflow label schemas: read from the experiment, and as annotation rules."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bridge.errors import ConfigError
 from bridge.records import PlatformRule, finite_number
+from bridge.targets.mlflow.client import API, MlflowClient, error_message
+
+
+def label_schemas(client: MlflowClient) -> list[dict[str, Any]]:
+    """The experiment's label schemas (REST ``label-schemas/list``, every page)."""
+    if not client.experiment:
+        raise ConfigError(
+            "reading MLflow label schemas needs the experiment: set target.experiment "
+            "(its name or id) or MLFLOW_EXPERIMENT_NAME"
+        )
+    experiment_id = client.experiment_id()
+    token = ""
+    schemas: list[dict[str, Any]] = []
+    while True:
+        params: dict[str, Any] = {"experiment_id": experiment_id, "max_results": 100}
+        if token:
+            params["page_token"] = token
+        response = client.call("GET", f"{API}/label-schemas/list", params=params)
+        if response.status_code != 200:
+            raise ConfigError(
+                f"cannot read the label schemas of experiment '{client.experiment}' "
+                f"({response.status_code} {error_message(response)}); this needs MLflow "
+                "3.14 or later, or set label_schemas: false"
+            )
+        body = response.json()
+        schemas.extend(body.get("label_schemas", []))
+        token = body.get("next_page_token") or ""
+        if not token:
+            return schemas
+
+
+def fetch_rules(client: MlflowClient, names: Sequence[str]) -> dict[str, PlatformRule]:
+    """The rules of the experiment's label schemas with these names."""
+    client.required_experiment_id()  # says what to set when there is no experiment
+    return {
+        str(schema["name"]): from_mlflow_schema(schema)
+        for schema in label_schemas(client)
+        if schema.get("name") in names
+    }
 
 
 def from_mlflow_schema(schema: Mapping[str, Any]) -> PlatformRule:

@@ -1,1 +1,2 @@
-"""Arize Phoenix: the config model (config), the adapter (target) and what else it can do."""
+"""Arize Phoenix: the config model (config), the adapter (target: send and confirm), the REST
+client (client), export (export) and annotation configs as rules (rules)."""

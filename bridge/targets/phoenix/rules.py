@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bridge.errors import ConfigError
 from bridge.records import PlatformRule, finite_number
+from bridge.targets.phoenix.client import PhoenixClient, detail
+
+
+def fetch_rules(client: PhoenixClient, names: Sequence[str]) -> dict[str, PlatformRule]:
+    """The rules of the Phoenix annotation configs with these names (absent: no config)."""
+    found: dict[str, PlatformRule] = {}
+    for name in names:
+        response = client.call("GET", f"/v1/annotation_configs/{urllib.parse.quote(name, safe='')}")
+        if response.status_code == 404:
+            continue
+        if response.status_code != 200:
+            raise ConfigError(
+                f"Phoenix did not return the annotation config '{name}' "
+                f"({response.status_code}: {detail(response.text)})"
+            )
+        found[name] = from_phoenix_config(response.json().get("data") or {})
+    return found
 
 
 def from_phoenix_config(config: Mapping[str, Any]) -> PlatformRule:

@@ -1,6 +1,7 @@
 """Arize Phoenix: span, trace and session annotations over REST, with confirmed delivery.
 
-Phoenix has two write modes (reference/phoenix.md):
+Phoenix has two write modes (``docs/platform-notes.md``, section "Phoenix"; the REST API:
+https://arize.com/docs/phoenix/sdk-api-reference/rest-api/overview):
 
 - ``sync=true`` inserts one row at a time inside the request (~650/s), returns an id per
   row, and fails the whole request with 404 if any id is unknown;
@@ -31,24 +32,23 @@ without waste:
   on Postgres);
 - a batch is read back once its last row is stored, which a one-span read finds cheaply:
   the queue inserts in order, so by then every row of the batch that will land has.
+
+Export (``export.py``) and rules (``rules.py``) share the client (``client.py``) and are
+reached through ``PhoenixTarget.export_records`` and ``PhoenixTarget.fetch_rules``.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import requests
 
-from bridge import http
-from bridge.errors import ConfigError, TargetUnreachable
+from bridge.errors import TargetUnreachable
 from bridge.records import (
     Annotation,
     ExportQuery,
@@ -58,17 +58,10 @@ from bridge.records import (
     Status,
 )
 from bridge.targets.base import ExportsRecords, Progress, PullsRules, Target, chunks
+from bridge.targets.phoenix import export, rules
+from bridge.targets.phoenix.client import ID_FIELD, PhoenixClient, detail
 from bridge.targets.phoenix.config import PhoenixConfig
-from bridge.targets.phoenix.rules import from_phoenix_config
 
-DEFAULT_URL = "http://localhost:6006"
-PLATFORM = "Phoenix"
-AUTH_HINT = (
-    "set PHOENIX_API_KEY to a Phoenix API key with write access (Settings > API Keys), "
-    "or PHOENIX_CLIENT_HEADERS"
-)
-# Phoenix's GET endpoints accept at most 1000 ids per request.
-MAX_IDS_PER_GET = 1000
 # Phoenix's queue is flushed every 0.1 s: look for a queued batch's last row that often at
 # first, less often while the server is slow, and after this long read the whole batch back
 # anyway (the last row may be the one the server refused).
@@ -81,36 +74,7 @@ LAST_ROW_PATIENCE = 5.0
 # of stale ids at 5% of that.
 PROBE_SPANS = 50
 
-_ID_FIELD = {"span": "span_id", "trace": "trace_id", "session": "session_id"}
 _MISSING = re.compile(r"(?:Spans|Traces|Sessions) with IDs (.*) do not exist\.?$", re.S)
-
-
-def base_url_from_env(env: Mapping[str, str]) -> str:
-    """Phoenix's own precedence: PHOENIX_ENDPOINT, PHOENIX_COLLECTOR_ENDPOINT (with any
-    trailing /v1/traces removed), PHOENIX_BASE_URL, PHOENIX_HOST[:PHOENIX_PORT]."""
-    for name in ("PHOENIX_ENDPOINT", "PHOENIX_COLLECTOR_ENDPOINT", "PHOENIX_BASE_URL"):
-        value = env.get(name, "").strip()
-        if value:
-            return value.rstrip("/").removesuffix("/v1/traces")
-    host = env.get("PHOENIX_HOST", "").strip()
-    if host:
-        port = env.get("PHOENIX_PORT", "6006").strip()
-        host = host if "://" in host else f"http://{host}"
-        return host if re.search(r":\d+$", host) else f"{host}:{port}"
-    return DEFAULT_URL
-
-
-def headers_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    """Auth headers: PHOENIX_CLIENT_HEADERS ("k=v,k2=v2", URL-encoded), then PHOENIX_API_KEY."""
-    headers: dict[str, str] = {}
-    for part in env.get("PHOENIX_CLIENT_HEADERS", "").split(","):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            headers[urllib.parse.unquote(k.strip())] = urllib.parse.unquote(v.strip())
-    api_key = env.get("PHOENIX_API_KEY", "").strip()
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return headers
 
 
 def _result(a: Annotation) -> dict[str, Any]:
@@ -163,24 +127,30 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        environ = os.environ if env is None else env
         self.config = config
         self.kind: str = config.annotate
-        self.base_url = (config.url or base_url_from_env(environ)).rstrip("/")
-        self.project = config.project or environ.get("PHOENIX_PROJECT_NAME") or "default"
-        if session is None:
-            session = http.make_session(headers=headers_from_env(environ), timeout=config.timeout)
-            http.settle_environment(session, self.base_url)
-        self.session = session
+        self.client = PhoenixClient(config, session=session, env=env)
         self._sleep = sleep
         self._clock = clock
+
+    @property
+    def base_url(self) -> str:
+        return self.client.base_url
+
+    @property
+    def project(self) -> str:
+        return self.client.project
+
+    @property
+    def session(self) -> requests.Session:
+        return self.client.session
 
     def fingerprint(self) -> str:
         return f"phoenix|{self.base_url}|{self.kind}"
 
     def payload(self, a: Annotation) -> dict[str, Any]:
         return {
-            _ID_FIELD[a.kind]: a.target_id,
+            ID_FIELD[a.kind]: a.target_id,
             "name": a.name,
             "annotator_kind": a.annotator_kind,
             "result": _result(a),
@@ -189,20 +159,10 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
         }
 
     def close(self) -> None:
-        self.session.close()
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return http.request(
-            self.session,
-            method,
-            f"{self.base_url}{path}",
-            platform=PLATFORM,
-            auth_hint=AUTH_HINT,
-            **kwargs,
-        )
+        self.client.close()
 
     def check(self) -> None:
-        self._call("GET", "/v1/projects", params={"limit": 1})
+        self.client.call("GET", "/v1/projects", params={"limit": 1})
 
     def send(
         self, annotations: Sequence[Annotation], progress: Progress | None = None
@@ -233,30 +193,15 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
                 outcomes.setdefault(i, lost)
         return [outcomes[i] for i in range(len(annotations))]
 
-    def _existing_spans(self, span_ids: Sequence[str]) -> set[str]:
-        """Which of these spans exist in the project (one GET per 1000 ids)."""
-        found: set[str] = set()
-        for part in chunks(span_ids, MAX_IDS_PER_GET):
-            response = self._call(
-                "GET",
-                f"/v1/projects/{urllib.parse.quote(self.project, safe='')}/spans",
-                params={"span_id": list(part), "limit": MAX_IDS_PER_GET},
-            )
-            if response.status_code != 200:
-                return found  # unknown project: the confirmed path will say what is wrong
-            for span in response.json().get("data", []):
-                found.add(span["context"]["span_id"])
-        return found
-
     def _known(self, batch: Sequence[Annotation]) -> set[str]:
         """The span ids of a batch that exist: a sample is checked first (always the last
         id, which ``_confirm`` waits for), and only if one of those is missing, all of them."""
         ids = list(dict.fromkeys(a.target_id for a in batch))
         sample = probe_sample(ids)
-        found = self._existing_spans(sample)
+        found = self.client.existing_spans(sample)
         if len(found) == len(sample):
             return set(ids)
-        return found if len(sample) == len(ids) else self._existing_spans(ids)
+        return found if len(sample) == len(ids) else self.client.existing_spans(ids)
 
     def _send_queued(
         self,
@@ -296,7 +241,7 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
                 continue
             while queued and unconfirmed + len(batch) > self.config.max_unconfirmed:
                 settle_oldest()
-            response = self._call(
+            response = self.client.call(
                 "POST",
                 "/v1/span_annotations",
                 params={"sync": "false"},
@@ -354,41 +299,10 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
         names = sorted({k[1] for k in pending})
         span_ids = sorted({k[0] for k in pending})
         stored: dict[tuple[str, str, str], tuple[str, dict[str, Any] | None]] = {}
-        for row in self._annotations("span", span_ids, names, strict=False):
+        for row in self.client.annotations("span", span_ids, names, strict=False):
             key = (row["span_id"], row["name"], row.get("identifier") or "")
             stored[key] = (row["id"], row.get("result"))
         return stored
-
-    def _annotations(
-        self, kind: str, ids: Sequence[str], names: Sequence[str], *, strict: bool
-    ) -> Iterator[dict[str, Any]]:
-        """Every annotation with one of ``names`` on these records: one GET per 1000 ids and
-        page. A 404 (none of the records is in the project yet) gives none; another refusal
-        ends the read of those ids, or with ``strict`` raises ConfigError."""
-        path = f"/v1/projects/{urllib.parse.quote(self.project, safe='')}/{kind}_annotations"
-        for part in chunks(ids, MAX_IDS_PER_GET):
-            cursor: str | None = None
-            while True:
-                params: dict[str, Any] = {
-                    f"{kind}_ids": list(part),
-                    "include_annotation_names": list(names),
-                    "limit": 10_000,
-                }
-                if cursor:
-                    params["cursor"] = cursor
-                response = self._call("GET", path, params=params)
-                if response.status_code != 200:
-                    if strict and response.status_code != 404:
-                        raise ConfigError(
-                            f"Phoenix refused to list annotations ({response.status_code}: "
-                            f"{_detail(response.text)})"
-                        )
-                    break
-                body = response.json()
-                yield from body.get("data", [])
-                cursor = body.get("next_cursor")
-                if not cursor:
-                    break
 
     def _send_confirmed(self, batch: Sequence[Annotation]) -> dict[int, Outcome]:
         """POST with sync=true: the server answers an id per row, or names unknown ids."""
@@ -396,7 +310,7 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
         pending = list(batch)
         path = f"/v1/{self.kind}_annotations"
         while pending:
-            response = self._call(
+            response = self.client.call(
                 "POST",
                 path,
                 params={"sync": "true"},
@@ -409,7 +323,7 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
                 for a in pending[len(ids) :]:
                     out[id(a)] = Outcome.failed("Phoenix returned no id for this annotation")
                 return out
-            detail = response.text.strip()
+            text = response.text.strip()
             missing = self._missing_ids(response)
             if missing:
                 rest = []
@@ -423,7 +337,7 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
                         rest.append(a)
                 if len(rest) == len(pending):  # pragma: no cover - server named ids we never sent
                     for a in pending:
-                        out[id(a)] = Outcome.rejected(f"Phoenix: {detail[:300]}")
+                        out[id(a)] = Outcome.rejected(f"Phoenix: {text[:300]}")
                     return out
                 pending = rest
                 continue
@@ -436,7 +350,7 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
             status = Status.REJECTED if 400 <= response.status_code < 500 else Status.FAILED
             for a in pending:
                 out[id(a)] = Outcome(
-                    status, f"Phoenix answered {response.status_code}: {_detail(detail)}"
+                    status, f"Phoenix answered {response.status_code}: {detail(text)}"
                 )
             return out
         return out
@@ -452,153 +366,10 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
         m = _MISSING.search(text)
         return {p.strip() for p in m.group(1).split(",")} if m else set()
 
-    # -- export and rules from the platform (optional Target methods) -------------------
+    # -- export and rules from the platform (export.py, rules.py) ------------------------
 
     def export_records(self, query: ExportQuery) -> Iterator[ExportRecord]:
-        """The project's root spans (every span with ``roots_only`` False), oldest first,
-        page by page; for ``annotate: trace``, its traces (one per root span). Each record
-        carries the names of ``query.names`` it already holds from ``query.annotator_kinds``.
-
-        :raises ConfigError: unknown project, a filter Phoenix refuses, or ``annotate: session``.
-        """
-        if self.kind == "session":
-            raise ConfigError(
-                "export lists spans or traces; sessions cannot be exported yet: set "
-                "target.annotate to span or trace to export, or fill the session ids by hand"
-            )
-        project = urllib.parse.quote(self.project, safe="")
-        project_id = self._export_project_id()
-        params: dict[str, Any] = {
-            "limit": max(1, min(query.page_size, MAX_IDS_PER_GET)),
-            "sort": "start_time",
-            "order": "asc",
-        }
-        if query.roots_only or self.kind == "trace":
-            params["parent_id"] = "null"
-        if query.since is not None:
-            params["start_time"] = query.since.isoformat()
-        if query.until is not None:
-            params["end_time"] = query.until.isoformat()
-        if query.filters:
-            params["attribute"] = list(query.filters)
-        cursor: str | None = None
-        while True:
-            if cursor:
-                params["cursor"] = cursor
-            response = self._call("GET", f"/v1/projects/{project}/spans", params=params)
-            if response.status_code != 200:
-                raise ConfigError(
-                    f"Phoenix refused to list the spans of project '{self.project}' "
-                    f"({response.status_code}: {_detail(response.text)}); a --filter is "
-                    "key:value on a span attribute, e.g. --filter metadata.tier:gold"
-                )
-            body = response.json()
-            spans = [s for s in body.get("data", []) if isinstance(s, dict)]
-            ids = [self._export_id(s) for s in spans]
-            held = self._export_held(sorted(set(ids)), query)
-            for span, rid in zip(spans, ids, strict=True):
-                attributes = span.get("attributes") or {}
-                context = span.get("context") or {}
-                url = None
-                if project_id and context.get("trace_id"):
-                    url = (
-                        f"{self.base_url}/projects/{urllib.parse.quote(project_id, safe='')}"
-                        f"/traces/{urllib.parse.quote(context['trace_id'], safe='')}"
-                    )
-                    if span.get("id"):
-                        url += "?selectedSpanNodeId=" + urllib.parse.quote(span["id"], safe="")
-                yield ExportRecord(
-                    record_id=rid,
-                    input=_export_text(attributes.get("input.value")),
-                    output=_export_text(attributes.get("output.value")),
-                    start_time=_export_time(span.get("start_time")),
-                    url=url,
-                    annotated=frozenset(held.get(rid, ())),
-                )
-            cursor = body.get("next_cursor")
-            if not cursor or not spans:
-                return
-
-    def _export_id(self, span: Mapping[str, Any]) -> str:
-        context = span.get("context") or {}
-        return str(context.get("trace_id" if self.kind == "trace" else "span_id") or "")
-
-    def _export_project_id(self) -> str | None:
-        """The project's GlobalID (for links into Phoenix's UI)."""
-        project = urllib.parse.quote(self.project, safe="")
-        response = self._call("GET", f"/v1/projects/{project}")
-        if response.status_code == 404:
-            listing = self._call("GET", "/v1/projects", params={"limit": 100})
-            names = []
-            if listing.status_code == 200:
-                names = [str(p.get("name")) for p in listing.json().get("data", [])]
-            known = f" (projects: {', '.join(names)})" if names else ""
-            raise ConfigError(
-                f"Phoenix at {self.base_url} has no project '{self.project}'{known}; set "
-                "target.project (or PHOENIX_PROJECT_NAME) to the project of the traces"
-            )
-        if response.status_code != 200:
-            return None
-        data = response.json().get("data") or {}
-        return str(data["id"]) if data.get("id") else None
-
-    def _export_held(self, ids: Sequence[str], query: ExportQuery) -> dict[str, set[str]]:
-        """Which of ``query.names`` each record already holds (by the query's annotator kinds)."""
-        held: dict[str, set[str]] = {}
-        if not ids or not query.names:
-            return held
-        for row in self._annotations(self.kind, ids, query.names, strict=True):
-            if row.get("annotator_kind") in query.annotator_kinds:
-                rid = row.get(_ID_FIELD[self.kind])
-                held.setdefault(str(rid), set()).add(str(row.get("name")))
-        return held
+        return export.export_records(self.client, self.kind, query)
 
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
-        """The rules of the Phoenix annotation configs with these names (absent: no config)."""
-        found: dict[str, PlatformRule] = {}
-        for name in names:
-            response = self._call(
-                "GET", f"/v1/annotation_configs/{urllib.parse.quote(name, safe='')}"
-            )
-            if response.status_code == 404:
-                continue
-            if response.status_code != 200:
-                raise ConfigError(
-                    f"Phoenix did not return the annotation config '{name}' "
-                    f"({response.status_code}: {_detail(response.text)})"
-                )
-            found[name] = from_phoenix_config(response.json().get("data") or {})
-        return found
-
-
-def _export_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _export_time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _detail(text: str) -> str:
-    """The server's reason, short; pydantic's 422 detail reduced to its messages."""
-    try:
-        import json
-
-        body = json.loads(text)
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-        if isinstance(detail, list):
-            return "; ".join(
-                f"{'.'.join(str(x) for x in d.get('loc', [])[1:])}: {d.get('msg')}"
-                for d in detail
-                if isinstance(d, dict)
-            )[:300]
-        return str(detail)[:300]
-    except ValueError:
-        return text[:300]
+        return rules.fetch_rules(self.client, names)
