@@ -49,6 +49,7 @@ from bridge.records import (
     Annotation,
     ExportQuery,
     ExportRecord,
+    JudgeLabel,
     Outcome,
     PlatformRule,
     Status,
@@ -58,9 +59,10 @@ from bridge.targets.base import (
     ExportsRecords,
     Progress,
     PullsRules,
+    ReadsJudgeAnnotations,
     Target,
 )
-from bridge.targets.mlflow import export, ids, rules
+from bridge.targets.mlflow import export, ids, judge, rules
 from bridge.targets.mlflow.client import (
     API,
     API2,
@@ -97,7 +99,7 @@ class _Write:
     stored: dict[str, Any] | None = None
 
 
-class MlflowTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules):
+class MlflowTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
     """Assessments on an MLflow tracking server.
 
     :param config: the mapping's ``target`` section.
@@ -462,3 +464,6 @@ class MlflowTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules):
 
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
         return rules.fetch_rules(self.client, names)
+
+    def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
+        return judge.judge_annotations(self.client, self.config.id_kind, name, record_ids)

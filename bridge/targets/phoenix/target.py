@@ -53,12 +53,20 @@ from bridge.records import (
     Annotation,
     ExportQuery,
     ExportRecord,
+    JudgeLabel,
     Outcome,
     PlatformRule,
     Status,
 )
-from bridge.targets.base import ExportsRecords, Progress, PullsRules, Target, chunks
-from bridge.targets.phoenix import export, rules
+from bridge.targets.base import (
+    ExportsRecords,
+    Progress,
+    PullsRules,
+    ReadsJudgeAnnotations,
+    Target,
+    chunks,
+)
+from bridge.targets.phoenix import export, judge, rules
 from bridge.targets.phoenix.client import ID_FIELD, PhoenixClient, detail
 from bridge.targets.phoenix.config import PhoenixConfig
 
@@ -107,7 +115,7 @@ def probe_sample(ids: Sequence[str], size: int = PROBE_SPANS) -> list[str]:
     return [ids[round(i * step)] for i in range(size)]
 
 
-class PhoenixTarget(Target, ExportsRecords, PullsRules):
+class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
     """Annotations on a Phoenix server.
 
     :param config: the mapping's ``target`` section.
@@ -373,3 +381,6 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
 
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
         return rules.fetch_rules(self.client, names)
+
+    def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
+        return judge.judge_annotations(self.client, self.kind, name, record_ids)
