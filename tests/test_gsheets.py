@@ -24,7 +24,8 @@ from bridge.pipeline import run
 from bridge.records import Annotation, Outcome, Row, StatusColumns, StatusUpdate
 from bridge.registry import open_source
 from bridge.sources.base import ReadSpec
-from bridge.sources.gsheets.source import GSheetsSource, RetryPolicy
+from bridge.sources.gsheets.api import RetryPolicy
+from bridge.sources.gsheets.source import GSheetsSource
 from tests.sheets_standin import (
     Date,
     DateTime,

@@ -20,7 +20,8 @@ from bridge.sources._table import column_letter
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 # One values:batchUpdate holds at most this many sheet rows: the request budget is one write
-# per ~25k rows (reference/sheets-excel.md 1.3: 25k rows of three status columns ~ 1 MB).
+# per ~25k rows (25k rows of three status columns is ~1 MB of JSON; Google's "Usage limits"
+# page of the Sheets API recommends payloads of at most 2 MB).
 MAX_WRITE_ROWS = 25_000
 # ... and at most this many bytes. Google has no hard limit and recommends <= 2 MB "to speed
 # up requests"; 25k rows of all five status columns with platform ids is ~2.1 MB, so the cap
