@@ -411,6 +411,40 @@ def test_rows_without_an_id_at_the_bottom_get_their_status(
     assert standin.column(KEY, "Labels", "sync_status") == ["invalid"] * 4
 
 
+def test_a_row_without_an_id_gets_its_status_after_a_row_is_inserted_above(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    standin.put(KEY, "Labels", [HEADER, *rows_of(1), ["", "correct"], *rows_of(1, start=2)])
+    src = make_source()
+    rows = src.read(SPEC)
+    assert rows[1].key == ("", "")
+    standin.insert_rows(KEY, "Labels", 3, [[]])  # an SME inserts a row above it meanwhile
+    standin.reset_log()
+    report = src.write_status(SPEC, updates_for(rows, "invalid"))
+    assert (report.written, report.vanished, report.moved) == (3, [], 2)
+    assert [r.kind for r in standin.log] == ["read", "write"]  # content read with the keys
+    assert standin.column(KEY, "Labels", "label") == ["incorrect", None, "correct", "correct"]
+    assert standin.column(KEY, "Labels", "sync_message") == [
+        f"row {span(1)}",
+        None,
+        "row ",
+        f"row {span(2)}",
+    ]
+
+
+def test_a_row_without_an_id_that_was_deleted_is_reported_not_put_on_another(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    standin.put(KEY, "Labels", [HEADER, ["", "correct"], ["", "incorrect"]])
+    src = make_source()
+    rows = src.read(SPEC)
+    standin.delete_rows(KEY, "Labels", [2])
+    updates = updates_for(rows, "invalid")
+    report = src.write_status(SPEC, updates)
+    assert (report.written, report.vanished) == (1, [updates[0]])
+    assert standin.column(KEY, "Labels", "sync_status") == ["invalid"]
+
+
 def test_protected_status_columns(standin: SheetsStandIn, make_source: MakeSource) -> None:
     standin.put(KEY, "Labels", [HEADER, *rows_of(1)])
     src = make_source()

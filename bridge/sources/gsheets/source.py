@@ -36,8 +36,11 @@ from bridge.errors import SourceError
 from bridge.records import Row, StatusUpdate, WriteReport, safe_text
 from bridge.sources._table import (
     column_letter,
+    content_at,
+    content_positions,
     header_index,
     key_part,
+    keyless_contents,
     place_updates,
     rows_from_grid,
     status_positions,
@@ -87,6 +90,10 @@ class GSheetsSource(GSheetsExport, Source):
         )
         header = values[self.header_row - 1]
         layout.key_positions = header_index(header, spec.key_columns, where, self.header_row)
+        mapped = header_index(header, spec.columns, where, self.header_row)
+        layout.mapped_positions = [mapped[c] for c in spec.columns]
+        # before the dates are typed: the re-read before writing gets serial numbers too
+        layout.keyless = keyless_contents(rows, spec.columns)
         self._typed_dates(layout.title, values, spec, rows)
         return rows
 
@@ -161,18 +168,21 @@ class GSheetsSource(GSheetsExport, Source):
         return found
 
     def _current_keys(
-        self, spec: ReadSpec, layout: _Layout
-    ) -> tuple[list[Any], list[tuple[int, tuple[str, ...]]]]:
-        """The header row and every row's key as the sheet is now: one request, usually.
+        self, spec: ReadSpec, layout: _Layout, keyless: bool = False
+    ) -> tuple[list[Any], list[tuple[int, tuple[str, ...]]], dict[int, tuple[str, ...]]]:
+        """The header row, every row's key, and (``keyless``) the content of the rows without
+        a key, as the sheet is now: one request, usually.
 
-        The key columns are re-read where the read found them; if columns were inserted or
-        moved since, the header shows it and the keys are read again where they are now.
+        The key columns are re-read where the read found them (and the mapped columns too,
+        with ``keyless``); if columns were inserted or moved since, the header shows it and
+        they are read again where they are now.
         """
         h = self.header_row
         where = self._where()
         positions = [layout.key_positions[c] for c in spec.key_columns if c in layout.key_positions]
+        extra = list(layout.mapped_positions) if keyless else []
         try:
-            found = self._key_ranges(layout, positions, with_header=True)
+            found = self._key_ranges(layout, positions + extra, with_header=True)
         except APIError as exc:
             if exc.code != 400 or "Unable to parse range" not in str(exc.error.get("message")):
                 raise
@@ -188,7 +198,7 @@ class GSheetsSource(GSheetsExport, Source):
                     f"{where}: the worksheet was deleted while syncing. {self._after('write')}"
                 ) from None
             layout.title = str(match[0]["title"])
-            found = self._key_ranges(layout, positions, with_header=True)
+            found = self._key_ranges(layout, positions + extra, with_header=True)
         header_range = found[0]
         header = (header_range.get("values") or [[]])[0]
         layout.grid_cols = parse_range(str(header_range["range"])).last_col + 1
@@ -198,23 +208,34 @@ class GSheetsSource(GSheetsExport, Source):
             raise SourceError(
                 f"{exc} (the header changed while syncing). {self._after('write')}"
             ) from None
-        key_ranges = found[1:]
-        if [now[c] for c in spec.key_columns] != positions:
+        ranges = found[1:]
+        now_keys = [now[c] for c in spec.key_columns]
+        now_extra = (content_positions(header, spec.columns) or []) if keyless else []
+        if now_keys != positions or now_extra != extra:
             layout.key_positions = now
-            key_ranges = self._key_ranges(
-                layout, [now[c] for c in spec.key_columns], with_header=False
-            )
-        if key_ranges:
-            layout.grid_rows = parse_range(str(key_ranges[0]["range"])).last_row
-        columns = [column_values(r.get("values")) for r in key_ranges]
+            layout.mapped_positions = now_extra or layout.mapped_positions
+            ranges = self._key_ranges(layout, now_keys + now_extra, with_header=False)
+            extra = now_extra
+        if ranges:
+            layout.grid_rows = parse_range(str(ranges[0]["range"])).last_row
+        columns = [column_values(r.get("values")) for r in ranges]
+        key_columns, content_columns = columns[: len(now_keys)], columns[len(now_keys) :]
         # answers drop trailing empty rows: rows without a key at the bottom (a label typed
         # without its id) must still be there, with empty keys, to get their status
         n = max(max((len(c) for c in columns), default=0), layout.grid_rows - h)
         keys = [
-            (h + 1 + i, tuple(key_part(c[i] if i < len(c) else None) for c in columns))
+            (h + 1 + i, tuple(key_part(c[i] if i < len(c) else None) for c in key_columns))
             for i in range(n)
         ]
-        return header, keys
+        contents: dict[int, tuple[str, ...]] = {}
+        if extra:
+            for i, (row, key) in enumerate(keys):
+                if not any(key):
+                    contents[row] = content_at(
+                        [c[i] if i < len(c) else None for c in content_columns],
+                        range(len(content_columns)),
+                    )
+        return header, keys, contents
 
     def _status_columns(
         self, header: Sequence[Any], spec: ReadSpec, layout: _Layout
@@ -246,8 +267,9 @@ class GSheetsSource(GSheetsExport, Source):
         rows_written = 0
         with self._google("write", lambda: rows_written):
             layout = self._layout_for_write()
-            header, current = self._current_keys(spec, layout)
-            placed, vanished = place_updates(current, updates)
+            keyless = any(not any(u.key) for u in updates)
+            header, current, contents = self._current_keys(spec, layout, keyless)
+            placed, vanished = place_updates(current, updates, layout.keyless, contents)
             if not placed:
                 return WriteReport(vanished=list(vanished))
             columns, new = self._status_columns(header, spec, layout)

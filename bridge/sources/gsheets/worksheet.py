@@ -42,6 +42,11 @@ class _Layout:
     grid_cols: int = 0
     width: int = 0  # columns in use at read time (the widest row)
     key_positions: dict[str, int] = field(default_factory=dict)
+    # where the mapped columns were, in the mapping's order: rows without a key are found
+    # again by what these hold
+    mapped_positions: list[int] = field(default_factory=list)
+    # the content of each row without a key, by its row at read time (see keyless_contents)
+    keyless: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Worksheet(GoogleErrors):
