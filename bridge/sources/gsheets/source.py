@@ -25,7 +25,10 @@ Retry-After, because gspread 6.2.1's BackOffHTTPClient retries 429 forever.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from gspread.exceptions import APIError
@@ -36,7 +39,6 @@ from bridge.errors import SourceError
 from bridge.records import Row, StatusUpdate, WriteReport, safe_text
 from bridge.sources._table import (
     column_letter,
-    content_at,
     content_positions,
     header_index,
     key_part,
@@ -56,12 +58,20 @@ from bridge.sources.gsheets.data import (
     from_serial,
     number_formats,
     parse_range,
+    probe_ranges,
+    probed_cells,
     quote_title,
     request_body,
     write_chunks,
 )
 from bridge.sources.gsheets.export_sink import GSheetsExport
 from bridge.sources.gsheets.worksheet import _Layout
+
+log = logging.getLogger(__name__)
+
+# Rows moved under a write: put right at most this many times (each one read and one write),
+# then the statuses still on other rows are reported as vanished and written on the next run.
+REPAIR_ROUNDS = 3
 
 # ``annobridge init`` (bridge.scaffold) finds the credential helpers here, and callers the
 # retry policy the constructor takes; they live in auth.py and api.py.
@@ -94,6 +104,8 @@ class GSheetsSource(GSheetsExport, Source):
         layout.mapped_positions = [mapped[c] for c in spec.columns]
         # before the dates are typed: the re-read before writing gets serial numbers too
         layout.keyless = keyless_contents(rows, spec.columns)
+        layout.status_positions = status_positions(header, spec.status)
+        layout.statuses = {(r.key, r.occurrence): r.status for r in rows if any(r.key)}
         self._typed_dates(layout.title, values, spec, rows)
         return rows
 
@@ -168,21 +180,25 @@ class GSheetsSource(GSheetsExport, Source):
         return found
 
     def _current_keys(
-        self, spec: ReadSpec, layout: _Layout, keyless: bool = False
-    ) -> tuple[list[Any], list[tuple[int, tuple[str, ...]]], dict[int, tuple[str, ...]]]:
+        self,
+        spec: ReadSpec,
+        layout: _Layout,
+        keyless: bool = False,
+        status: Sequence[str] = (),
+    ) -> _Now:
         """The header row, every row's key, and (``keyless``) the content of the rows without
-        a key, as the sheet is now: one request, usually.
+        a key, and (``status``) those status columns, as the sheet is now: one request, usually.
 
-        The key columns are re-read where the read found them (and the mapped columns too,
-        with ``keyless``); if columns were inserted or moved since, the header shows it and
-        they are read again where they are now.
+        The columns are re-read where the read found them; if columns were inserted or moved
+        since, the header shows it and they are read again where they are now.
         """
         h = self.header_row
         where = self._where()
         positions = [layout.key_positions[c] for c in spec.key_columns if c in layout.key_positions]
         extra = list(layout.mapped_positions) if keyless else []
+        status_at = [layout.status_positions[n] for n in status if n in layout.status_positions]
         try:
-            found = self._key_ranges(layout, positions + extra, with_header=True)
+            found = self._key_ranges(layout, positions + extra + status_at, with_header=True)
         except APIError as exc:
             if exc.code != 400 or "Unable to parse range" not in str(exc.error.get("message")):
                 raise
@@ -198,7 +214,7 @@ class GSheetsSource(GSheetsExport, Source):
                     f"{where}: the worksheet was deleted while syncing. {self._after('write')}"
                 ) from None
             layout.title = str(match[0]["title"])
-            found = self._key_ranges(layout, positions + extra, with_header=True)
+            found = self._key_ranges(layout, positions + extra + status_at, with_header=True)
         header_range = found[0]
         header = (header_range.get("values") or [[]])[0]
         layout.grid_cols = parse_range(str(header_range["range"])).last_col + 1
@@ -211,31 +227,38 @@ class GSheetsSource(GSheetsExport, Source):
         ranges = found[1:]
         now_keys = [now[c] for c in spec.key_columns]
         now_extra = (content_positions(header, spec.columns) or []) if keyless else []
-        if now_keys != positions or now_extra != extra:
+        at = status_positions(header, spec.status)
+        status = [n for n in status if n in at]
+        now_status = [at[n] for n in status]
+        if now_keys != positions or now_extra != extra or now_status != status_at:
             layout.key_positions = now
             layout.mapped_positions = now_extra or layout.mapped_positions
-            ranges = self._key_ranges(layout, now_keys + now_extra, with_header=False)
+            ranges = self._key_ranges(layout, now_keys + now_extra + now_status, with_header=False)
             extra = now_extra
+        layout.status_positions.update(at)
         if ranges:
             layout.grid_rows = parse_range(str(ranges[0]["range"])).last_row
         columns = [column_values(r.get("values")) for r in ranges]
-        key_columns, content_columns = columns[: len(now_keys)], columns[len(now_keys) :]
+        k, c = len(now_keys), len(now_keys) + len(extra)
+        key_columns, content_columns, status_columns = columns[:k], columns[k:c], columns[c:]
         # answers drop trailing empty rows: rows without a key at the bottom (a label typed
         # without its id) must still be there, with empty keys, to get their status
         n = max(max((len(c) for c in columns), default=0), layout.grid_rows - h)
-        keys = [
-            (h + 1 + i, tuple(key_part(c[i] if i < len(c) else None) for c in key_columns))
-            for i in range(n)
-        ]
-        contents: dict[int, tuple[str, ...]] = {}
-        if extra:
-            for i, (row, key) in enumerate(keys):
-                if not any(key):
-                    contents[row] = content_at(
-                        [c[i] if i < len(c) else None for c in content_columns],
-                        range(len(content_columns)),
-                    )
-        return header, keys, contents
+
+        def cell(column: list[Any], i: int) -> str:
+            return key_part(column[i] if i < len(column) else None)
+
+        result = _Now(
+            header, [(h + 1 + i, tuple(cell(c, i) for c in key_columns)) for i in range(n)]
+        )
+        for i, (row, key) in enumerate(result.keys):
+            if extra and not any(key):
+                result.contents[row] = tuple(cell(c, i) for c in content_columns)
+            if status:
+                result.statuses[row] = {
+                    name: cell(c, i) for name, c in zip(status, status_columns, strict=True)
+                }
+        return result
 
     def _status_columns(
         self, header: Sequence[Any], spec: ReadSpec, layout: _Layout
@@ -256,49 +279,169 @@ class GSheetsSource(GSheetsExport, Source):
                 nxt += 1
         return out, new
 
+    def _widen_ahead(self, spec: ReadSpec, layout: _Layout) -> None:
+        """Widen the grid for the status columns the read found missing before the keys are
+        read again, not between that re-read and the write (the window where SMEs' edits
+        can move rows)."""
+        missing = [n for n in spec.status.names() if n not in layout.status_positions]
+        needed = layout.width + len(missing) if missing else 0
+        if layout.grid_cols and layout.width and needed > layout.grid_cols:
+            self._widen(layout, needed - layout.grid_cols)
+
     def write_status(self, spec: ReadSpec, updates: Sequence[StatusUpdate]) -> WriteReport:
         """Write the status cells of each row, found by its key as the sheet is now.
 
         Only status cells are written (and the header cells of new status columns), RAW so no
-        text becomes a formula or a number, in one values:batchUpdate per ~25k rows.
+        text becomes a formula or a number, in one values:batchUpdate per ~25k rows. Each
+        write also reads back the key cells of the rows it wrote, as they are once it landed
+        (``probe_ranges``): if an SME sorted, inserted or deleted rows between the re-read and
+        the write, the statuses that landed on another row are put right (one read and one
+        write more, only then; see ``_repair``).
         """
         if not updates:
             return WriteReport()
-        rows_written = 0
-        with self._google("write", lambda: rows_written):
+        written = [0]
+        with self._google("write", lambda: written[0]):
             layout = self._layout_for_write()
             keyless = any(not any(u.key) for u in updates)
-            header, current, contents = self._current_keys(spec, layout, keyless)
-            placed, vanished = place_updates(current, updates, layout.keyless, contents)
+            self._widen_ahead(spec, layout)
+            now = self._current_keys(spec, layout, keyless)
+            placed, vanished = place_updates(now.keys, updates, layout.keyless, now.contents)
             if not placed:
                 return WriteReport(vanished=list(vanished))
-            columns, new = self._status_columns(header, spec, layout)
-            cells: dict[tuple[int, int], str] = {
-                (self.header_row, col): safe_text(name) for name, col in new
-            }
-            for sheet_row, update in placed:
-                for name, text in update.values.items():
-                    cells[(sheet_row, columns[name])] = safe_text(text)
-            needed = max(col for _, col in cells) + 1
-            if layout.grid_cols and needed > layout.grid_cols:
-                self._widen(layout, needed - layout.grid_cols)
-            url = f"{SPREADSHEETS_API_V4_BASE_URL}/{self.key}/values:batchUpdate"
-            headers = {"Content-Type": "application/json; charset=utf-8"}
-            chunks = write_chunks(
-                cells,
-                layout.title,
-                max_rows=self.max_write_rows + (1 if new else 0),  # the header row is extra
-                max_bytes=self.max_write_bytes,
-            )
-            for data in chunks:
-                self._http().request("post", url, data=request_body(data), headers=headers)
-                rows_written += len(
-                    {r for entry in data for r in _rows_of(entry["range"])} - {self.header_row}
+            columns, new = self._status_columns(now.header, spec, layout)
+            layout.status_positions.update(columns)
+            cells = {(self.header_row, col): safe_text(name) for name, col in new}
+            wrong = self._write(spec, layout, columns, placed, cells, written)
+            for _ in range(REPAIR_ROUNDS):
+                if not wrong:
+                    break
+                placed, lost, wrong = self._repair(spec, layout, columns, placed, written)
+                vanished = [*vanished, *lost]
+            if wrong:
+                log.warning(
+                    "%s: rows kept moving while the statuses were written; %d statuses are "
+                    "not on their rows and are written again on the next run",
+                    self._where(),
+                    len(wrong),
                 )
+                mislaid = {id(u) for _, u in wrong}
+                placed = [(row, u) for row, u in placed if id(u) not in mislaid]
+                vanished = [*vanished, *(u for _, u in wrong)]
         moved = sum(1 for row, u in placed if row != u.sheet_row)
         return WriteReport(written=len(placed), vanished=list(vanished), moved=moved)
 
+    def _write(
+        self,
+        spec: ReadSpec,
+        layout: _Layout,
+        columns: Mapping[str, int],
+        placed: Sequence[tuple[int, StatusUpdate]],
+        cells: dict[tuple[int, int], str],
+        written: list[int],
+    ) -> list[tuple[int, StatusUpdate]]:
+        """Write ``placed`` (and ``cells``), and say which of them landed on a row that does
+        not hold their key (or, for a row without a key, their content) any more."""
+        for sheet_row, update in placed:
+            for name, text in update.values.items():
+                cells[(sheet_row, columns[name])] = safe_text(text)
+        if not cells:
+            return []
+        needed = max(col for _, col in cells) + 1
+        if layout.grid_cols and needed > layout.grid_cols:
+            self._widen(layout, needed - layout.grid_cols)
+        keys = [layout.key_positions[c] for c in spec.key_columns]
+        mapped = layout.mapped_positions if any(not any(u.key) for _, u in placed) else []
+        url = f"{SPREADSHEETS_API_V4_BASE_URL}/{self.key}/values:batchUpdate"
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        header_cells = any(row == self.header_row for row, _ in cells)
+        chunks = write_chunks(
+            cells,
+            layout.title,
+            max_rows=self.max_write_rows + (1 if header_cells else 0),  # the header row is extra
+            max_bytes=self.max_write_bytes,
+        )
+        at = dict(placed)
+        wrong: list[tuple[int, StatusUpdate]] = []
+        for data in chunks:
+            rows = {r for entry in data for r in _rows_of(entry["range"])} - {self.header_row}
+            probes = probe_ranges(layout.title, (r for r in rows if r in at), keys + mapped)
+            body = request_body([*data, *probes], echo=bool(probes))
+            answer = self._http().request("post", url, data=body, headers=headers).json()
+            written[0] += len(rows)
+            landed = probed_cells(probes, (answer.get("responses") or [])[len(data) :])
+            for row in sorted(rows & at.keys()):
+                update = at[row]
+                key = tuple(key_part(landed.get((row, c))) for c in keys)
+                if any(update.key):
+                    ok = key == update.key
+                else:
+                    content = tuple(key_part(landed.get((row, c))) for c in mapped)
+                    ok = not any(key) and content == layout.keyless.get(update.sheet_row)
+                if not ok:
+                    wrong.append((row, update))
+        return wrong
+
+    def _repair(
+        self,
+        spec: ReadSpec,
+        layout: _Layout,
+        columns: Mapping[str, int],
+        placed: Sequence[tuple[int, StatusUpdate]],
+        written: list[int],
+    ) -> tuple[list[tuple[int, StatusUpdate]], list[StatusUpdate], list[tuple[int, StatusUpdate]]]:
+        """Rows moved while the statuses were written: read the keys and the status columns
+        again (one request), write each status where its row is now and give the rows that got
+        another row's status their own back (one write).
+
+        :returns: where each update is now, the updates whose row is gone, and those that
+            landed on another row again (rows moved once more).
+        """
+        updates = [u for _, u in placed]
+        names = list(dict.fromkeys(n for u in updates for n in u.values))
+        keyless = any(not any(u.key) for u in updates)
+        now = self._current_keys(spec, layout, keyless, status=names)
+        columns = {**columns, **{n: layout.status_positions[n] for n in names}}
+        final, lost = place_updates(now.keys, updates, layout.keyless, now.contents)
+        target = dict(final)
+        ours: dict[tuple[str, ...], set[tuple[str, ...]]] = defaultdict(set)
+        for u in updates:  # this run's statuses, by the columns they fill
+            ours[tuple(u.values)].add(tuple(key_part(safe_text(v)) for v in u.values.values()))
+        fix: list[tuple[int, StatusUpdate]] = []
+        cells: dict[tuple[int, int], str] = {}
+        seen: dict[tuple[str, ...], int] = defaultdict(int)
+        for row, key in now.keys:
+            occurrence = seen[key]
+            seen[key] += 1
+            held = now.statuses.get(row, {})
+            update = target.get(row)
+            if update is not None:
+                if any(held.get(n, "") != key_part(safe_text(v)) for n, v in update.values.items()):
+                    fix.append((row, update))
+                continue
+            if not any(tuple(held.get(n, "") for n in cols) in got for cols, got in ours.items()):
+                continue  # not a status this run wrote
+            before = layout.statuses.get((key, occurrence), {}) if any(key) else {}
+            for n in names:  # another row's status: give it back what it held when read
+                cells[(row, columns[n])] = safe_text(before.get(n, ""))
+        log.warning(
+            "%s: rows moved while the statuses were written; %d put right",
+            self._where(),
+            len(fix) + len({r for r, _ in cells}),
+        )
+        return final, lost, self._write(spec, layout, columns, fix, cells, written)
+
     # -- export (optional: ``annobridge export``) --
+
+
+@dataclass
+class _Now:
+    """The sheet as the re-read before writing found it."""
+
+    header: list[Any]
+    keys: list[tuple[int, tuple[str, ...]]]  # (sheet row, key) of every data row
+    contents: dict[int, tuple[str, ...]] = field(default_factory=dict)  # rows without a key
+    statuses: dict[int, dict[str, str]] = field(default_factory=dict)  # only when asked
 
 
 def _rows_of(a1_range: str) -> range:

@@ -47,6 +47,10 @@ class _Layout:
     mapped_positions: list[int] = field(default_factory=list)
     # the content of each row without a key, by its row at read time (see keyless_contents)
     keyless: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # where the status columns are, and what each keyed row held in them when read (to give
+    # a row back its own status if another row's landed on it)
+    status_positions: dict[str, int] = field(default_factory=dict)
+    statuses: dict[tuple[tuple[str, ...], int], dict[str, Any]] = field(default_factory=dict)
 
 
 class Worksheet(GoogleErrors):
