@@ -6,7 +6,10 @@ A sync costs, for a worksheet given by title or gid (``gid:`` or the ``#gid=`` o
    answer also names the worksheet and the size of its grid;
 2. one re-read of the header row and the key columns, just before writing, so each status
    lands on the row that holds its key even if SMEs sorted, inserted or deleted rows;
-3. one RAW values:batchUpdate per ~25k rows, of the status cells only.
+3. one RAW values:batchUpdate per ~25k rows, of the status cells only, which also reads back
+   the key cells of the rows it wrote as they are once it landed (null ranges, with
+   includeValuesInResponse); only if an SME moved rows in between does one more read and
+   write put each status on its own row.
 
 Dates are dates, as the Excel source gives them: the values read gives a date as its serial
 number (2020-01-01 is 43831), which only the cell's number format tells from a number. So when
@@ -20,7 +23,8 @@ A worksheet left unnamed (a bare key) costs one metadata request more, to find t
 sheet. Writing status columns past the grid's last column costs one request to widen it
 (the first sync of a sheet that uses all its columns). Every request has a timeout; 429, 408
 and 5xx are retried a bounded number of times with jittered backoff that honours
-Retry-After, because gspread 6.2.1's BackOffHTTPClient retries 429 forever.
+Retry-After, because gspread 6.2.1's BackOffHTTPClient retries 429 forever (see ``api``).
+The README's "Google Sheets" section (and docs/platform-notes.md) say what remains.
 """
 
 from __future__ import annotations
@@ -424,11 +428,12 @@ class GSheetsSource(GSheetsExport, Source):
             before = layout.statuses.get((key, occurrence), {}) if any(key) else {}
             for n in names:  # another row's status: give it back what it held when read
                 cells[(row, columns[n])] = safe_text(before.get(n, ""))
-        log.warning(
-            "%s: rows moved while the statuses were written; %d put right",
-            self._where(),
-            len(fix) + len({r for r, _ in cells}),
-        )
+        if fix or cells:
+            log.warning(
+                "%s: rows moved while the statuses were written; %d rows put right",
+                self._where(),
+                len(fix) + len({r for r, _ in cells}),
+            )
         return final, lost, self._write(spec, layout, columns, fix, cells, written)
 
     # -- export (optional: ``annobridge export``) --
