@@ -1172,3 +1172,28 @@ def test_the_standin_answers_format_requests_in_googles_shape(standin: SheetsSta
         ]
     }
     assert [r.kind for r in standin.log] == ["formats", "metadata"]
+
+
+def test_a_sync_reports_a_row_deleted_while_its_status_was_written(
+    standin: SheetsStandIn, make_source: MakeSource, tmp_path: Path
+) -> None:
+    standin.put(KEY, "Labels", [HEADER, *rows_of(3), ["", "correct"], *rows_of(1, start=4)])
+    src = make_source()
+
+    def sme() -> None:  # between the key re-read and the write: delete span 2, sort the rest
+        standin.delete_rows(KEY, "Labels", [3])
+        sort_descending()(standin)
+
+    standin.before_next("write", sme)
+    result = run(mapping(tmp_path), source=src, target=FakeTarget())
+    assert result.vanished_rows == [3] and result.statuses_written == 4
+    grid = standin.grid(KEY, "Labels")
+    at = grid[0].index("sync_status")
+    got = sorted((r[0], r[1], r[at], r[at + 2] or "") for r in grid[1:])
+    assert [g[:3] for g in got] == [
+        ("", "correct", "invalid"),  # the row without an id: its own status, wherever it went
+        (span(1), "incorrect", "synced"),
+        (span(3), "incorrect", "synced"),
+        (span(4), "correct", "synced"),
+    ]
+    assert "span_id" in got[0][3] and all(g[3] == "" for g in got[1:])
