@@ -568,6 +568,8 @@ class SheetsStandIn:
         self.refuse_tokens = False
         # SME edits to make just before the next request of a kind: (kind, edit)
         self.edits: list[tuple[str, Callable[[], None]]] = []
+        # False: answer writes without the values includeValuesInResponse asks for
+        self.echo_values = True
         self.lock = threading.RLock()
         self._ids = itertools.count(1_000_001)
         self._server: ThreadingHTTPServer | None = None
@@ -1003,7 +1005,7 @@ class SheetsStandIn:
         for sheet, r0, c0, cells in prepared:
             self._apply(sheet, r0, c0, cells)
             responses.append(self._updated(book, sheet, r0, c0, cells))
-        if payload.get("includeValuesInResponse"):
+        if payload.get("includeValuesInResponse") and self.echo_values:
             # "all values in the requested range", as they are once the whole batch is written
             options = {
                 "valueRenderOption": payload.get("responseValueRenderOption", "FORMATTED_VALUE"),

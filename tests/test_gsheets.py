@@ -549,6 +549,20 @@ def test_rows_that_never_stop_moving_are_reported_and_put_right_by_the_next_run(
     assert sorted(messages(standin)) == [(span(n), f"row {span(n)}") for n in range(1, 4)]
 
 
+def test_an_answer_without_the_values_read_back_costs_one_read_never_a_wrong_row(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    standin.put(KEY, "Labels", with_old_statuses(3))
+    standin.echo_values = False
+    src = make_source()
+    rows = src.read(SPEC)
+    standin.reset_log()
+    report = src.write_status(SPEC, updates_for(rows))
+    assert (report.written, report.vanished) == (3, [])
+    assert messages(standin) == [(span(n), f"row {span(n)}") for n in range(1, 4)]
+    assert [r.kind for r in standin.log] == ["read", "write", "read"]  # nothing to put right
+
+
 def test_protected_status_columns(standin: SheetsStandIn, make_source: MakeSource) -> None:
     standin.put(KEY, "Labels", [HEADER, *rows_of(1)])
     src = make_source()

@@ -436,8 +436,6 @@ class GSheetsSource(GSheetsExport, Source):
             )
         return final, lost, self._write(spec, layout, columns, fix, cells, written)
 
-    # -- export (optional: ``annobridge export``) --
-
 
 @dataclass
 class _Now:
