@@ -18,7 +18,7 @@ from bridge.records import AppendReport, Validation, list_problem, safe_text
 from bridge.sources._table import header_index, key_part
 from bridge.sources.base import ExportSink
 from bridge.sources.gsheets.data import request_body, write_chunks
-from bridge.sources.gsheets.worksheet import Worksheet, _Layout
+from bridge.sources.gsheets.worksheet import Layout, Worksheet
 
 # Google Sheets' limit on the characters in one cell (Google's "Files you can store in
 # Google Drive" help page).
@@ -115,7 +115,7 @@ class GSheetsExport(Worksheet, ExportSink):
         report.first_row, report.last_row = start, last
         return report
 
-    def _grow(self, layout: _Layout, dimension: str, length: int) -> None:
+    def _grow(self, layout: Layout, dimension: str, length: int) -> None:
         sheet_id = self._export_sheet_id(layout)
         body = {
             "requests": [
@@ -124,7 +124,7 @@ class GSheetsExport(Worksheet, ExportSink):
         }
         self._http().batch_update(self.key, body)
 
-    def _export_sheet_id(self, layout: _Layout) -> int:
+    def _export_sheet_id(self, layout: Layout) -> int:
         if layout.sheet_id is None:
             match = [p for p in self._sheets() if p.get("title") == layout.title]
             if not match:

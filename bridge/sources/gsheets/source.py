@@ -69,7 +69,7 @@ from bridge.sources.gsheets.data import (
     write_chunks,
 )
 from bridge.sources.gsheets.export_sink import GSheetsExport
-from bridge.sources.gsheets.worksheet import _Layout
+from bridge.sources.gsheets.worksheet import Layout
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +155,11 @@ class GSheetsSource(GSheetsExport, Source):
 
     # -- write --
 
-    def _layout_for_write(self) -> _Layout:
+    def _layout_for_write(self) -> Layout:
         if self._layout is not None:
             return self._layout
         if self.worksheet is not None:
-            self._layout = _Layout(title=self.worksheet, sheet_id=self.gid)
+            self._layout = Layout(title=self.worksheet, sheet_id=self.gid)
         else:
             sheets = self._sheets()
             if self.gid is None:
@@ -168,11 +168,11 @@ class GSheetsSource(GSheetsExport, Source):
                 match = [p for p in sheets if p.get("sheetId") == self.gid]
                 if not match:
                     raise self._missing_worksheet()
-                self._layout = _Layout(title=str(match[0]["title"]), sheet_id=self.gid)
+                self._layout = Layout(title=str(match[0]["title"]), sheet_id=self.gid)
         return self._layout
 
     def _key_ranges(
-        self, layout: _Layout, positions: Sequence[int], with_header: bool
+        self, layout: Layout, positions: Sequence[int], with_header: bool
     ) -> list[dict[str, Any]]:
         q, h = quote_title(layout.title), self.header_row
         ranges = [f"{q}!{h}:{h}"] if with_header else []
@@ -186,7 +186,7 @@ class GSheetsSource(GSheetsExport, Source):
     def _current_keys(
         self,
         spec: ReadSpec,
-        layout: _Layout,
+        layout: Layout,
         keyless: bool = False,
         status: Sequence[str] = (),
     ) -> _Now:
@@ -265,7 +265,7 @@ class GSheetsSource(GSheetsExport, Source):
         return result
 
     def _status_columns(
-        self, header: Sequence[Any], spec: ReadSpec, layout: _Layout
+        self, header: Sequence[Any], spec: ReadSpec, layout: Layout
     ) -> tuple[dict[str, int], list[tuple[str, int]]]:
         """Where each status column is (0-based), and the header cells to add for new ones.
 
@@ -283,7 +283,7 @@ class GSheetsSource(GSheetsExport, Source):
                 nxt += 1
         return out, new
 
-    def _widen_ahead(self, spec: ReadSpec, layout: _Layout) -> None:
+    def _widen_ahead(self, spec: ReadSpec, layout: Layout) -> None:
         """Widen the grid for the status columns the read found missing before the keys are
         read again, not between that re-read and the write (the window where SMEs' edits
         can move rows)."""
@@ -338,7 +338,7 @@ class GSheetsSource(GSheetsExport, Source):
     def _write(
         self,
         spec: ReadSpec,
-        layout: _Layout,
+        layout: Layout,
         columns: Mapping[str, int],
         placed: Sequence[tuple[int, StatusUpdate]],
         cells: dict[tuple[int, int], str],
@@ -389,7 +389,7 @@ class GSheetsSource(GSheetsExport, Source):
     def _repair(
         self,
         spec: ReadSpec,
-        layout: _Layout,
+        layout: Layout,
         columns: Mapping[str, int],
         placed: Sequence[tuple[int, StatusUpdate]],
         written: list[int],

@@ -33,7 +33,7 @@ from bridge.sources.gsheets.data import (
 
 
 @dataclass
-class _Layout:
+class Layout:
     """What the read learnt about the worksheet, for the write-back."""
 
     title: str
@@ -99,7 +99,7 @@ class Worksheet(GoogleErrors):
         self._retry = retry
         self._client: SheetsHTTPClient | None = None
         self._auth: GoogleAuth | None = None
-        self._layout: _Layout | None = None
+        self._layout: Layout | None = None
 
     # -- plumbing --
 
@@ -165,12 +165,12 @@ class Worksheet(GoogleErrors):
             "Nothing was sent."
         )
 
-    def _first_sheet(self) -> _Layout:
+    def _first_sheet(self) -> Layout:
         grids = [p for p in self._sheets() if p.get("sheetType", "GRID") == "GRID"]
         if not grids:
             raise SourceError(f"Google Sheet {self.key}: it has no worksheet with cells")
         first = grids[0]
-        return _Layout(title=str(first["title"]), sheet_id=int(first["sheetId"]))
+        return Layout(title=str(first["title"]), sheet_id=int(first["sheetId"]))
 
     # -- read --
 
@@ -205,11 +205,11 @@ class Worksheet(GoogleErrors):
 
     def _take(
         self, answer: Mapping[str, Any], sheet_id: int | None
-    ) -> tuple[_Layout, list[list[Any]]]:
+    ) -> tuple[Layout, list[list[Any]]]:
         """The values of a whole-worksheet read, and the layout its range tells (kept)."""
         grid = parse_range(str(answer["range"]))
         values: list[list[Any]] = answer.get("values") or []
-        self._layout = _Layout(
+        self._layout = Layout(
             title=grid.title,
             sheet_id=sheet_id,
             grid_rows=grid.last_row,
@@ -218,7 +218,7 @@ class Worksheet(GoogleErrors):
         )
         return self._layout, values
 
-    def _widen(self, layout: _Layout, columns: int) -> None:
+    def _widen(self, layout: Layout, columns: int) -> None:
         """Append columns to the grid: values writes past its last column are refused."""
         if layout.sheet_id is None:
             match = [p for p in self._sheets() if p.get("title") == layout.title]
