@@ -566,6 +566,10 @@ class SheetsStandIn:
         self.faults: list[Fault] = []
         self.tokens: set[str] = set()
         self.refuse_tokens = False
+        # SME edits to make just before the next request of a kind: (kind, edit)
+        self.edits: list[tuple[str, Callable[[], None]]] = []
+        # False: answer writes without the values includeValuesInResponse asks for
+        self.echo_values = True
         self.lock = threading.RLock()
         self._ids = itertools.count(1_000_001)
         self._server: ThreadingHTTPServer | None = None
@@ -680,6 +684,12 @@ class SheetsStandIn:
         with self.lock:
             self.faults.append(Fault(kind, status, times, retry_after, message=message))
 
+    def before_next(self, kind: str, edit: Callable[[], None]) -> None:
+        """Run ``edit`` (an SME's sort, insert or delete) just before the next request of
+        ``kind`` is answered: between two of annobridge's requests, deterministically."""
+        with self.lock:
+            self.edits.append((kind, edit))
+
     def stall(self, seconds: float, times: int = 1, *, kind: str | None = None) -> None:
         """Wait ``seconds`` before answering the next ``times`` requests (of ``kind``)."""
         with self.lock:
@@ -741,6 +751,10 @@ class SheetsStandIn:
             fault = next((f for f in self.faults if f.times > 0 and f.kind in (None, kind)), None)
             if fault is not None:
                 fault.times -= 1
+            edit = next((e for e in self.edits if e[0] == kind), None)
+            if edit is not None:
+                self.edits.remove(edit)
+                edit[1]()
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         try:
@@ -991,6 +1005,17 @@ class SheetsStandIn:
         for sheet, r0, c0, cells in prepared:
             self._apply(sheet, r0, c0, cells)
             responses.append(self._updated(book, sheet, r0, c0, cells))
+        if payload.get("includeValuesInResponse") and self.echo_values:
+            # "all values in the requested range", as they are once the whole batch is written
+            options = {
+                "valueRenderOption": payload.get("responseValueRenderOption", "FORMATTED_VALUE"),
+                "dateTimeRenderOption": payload.get(
+                    "responseDateTimeRenderOption", "SERIAL_NUMBER"
+                ),
+            }
+            for d, response in zip(payload.get("data", []), responses, strict=True):
+                response["updatedData"] = self._get(book, d.get("range", ""), options)
+        for sheet, r0, c0, cells in prepared:
             for i, row in enumerate(cells):
                 rows.add((sheet.sheet_id, r0 + i))
                 cols.update((sheet.sheet_id, c0 + j) for j in range(len(row)))

@@ -195,6 +195,38 @@ def test_statuses_follow_their_rows_after_a_sort_and_a_delete(tmp_path: Path) ->
     )
 
 
+def test_a_row_without_id_gets_its_status_after_an_insert_above_it(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, f"span_id,label,score\n{SPAN},a,\n,no id,\n,,\n".encode())
+    source = CsvSource(path)
+    rows = source.read(SPEC)
+    assert [r.key for r in rows] == [(SPAN,), ("",)]
+    # meanwhile an SME inserts a row above the one without an id: its old row 3 is blank now
+    path.write_text(f"span_id,label,score\n{SPAN},a,\n,,\n,no id,\n,,\n")
+    report = source.write_status(SPEC, [update(r, "invalid", "span_id is empty") for r in rows])
+    assert (report.written, report.vanished) == (2, [])
+    assert path.read_text().splitlines()[1:] == [
+        f"{SPAN},a,,invalid,,span_id is empty",
+        ",,",
+        ",no id,,invalid,,span_id is empty",
+        ",,",
+    ]
+
+
+def test_a_row_without_id_that_was_deleted_is_reported_not_put_elsewhere(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, f"span_id,label,score\n,no id,\n{SPAN},a,\n,,\n".encode())
+    source = CsvSource(path)
+    rows = source.read(SPEC)
+    path.write_text(f"span_id,label,score\n,,\n{SPAN},a,\n,other,\n")  # deleted, then edits
+    updates = [update(r, "invalid", "span_id is empty") for r in rows]
+    report = source.write_status(SPEC, updates)
+    assert (report.written, report.vanished) == (1, [updates[0]])
+    assert path.read_text().splitlines()[1:] == [
+        ",,",  # the blank row where it was, and the other row, get no status
+        f"{SPAN},a,,invalid,,span_id is empty",
+        ",other,",
+    ]
+
+
 def test_short_rows_are_padded_only_where_a_status_is_written(tmp_path: Path) -> None:
     path = csv_file(tmp_path, f"span_id,label,score,notes\n{SPAN},a\n{span(2)}\n".encode())
     source = CsvSource(path)

@@ -621,6 +621,33 @@ def test_statuses_follow_their_rows_after_an_insert(tmp_path: Path) -> None:
     }
 
 
+def test_a_row_without_id_and_annotator_gets_its_status_after_a_sort(tmp_path: Path) -> None:
+    path = make_book(
+        tmp_path / "labels.xlsx",
+        [[span(1), "b", None, None, "ann"], [None, "no id", None, None, None], [span(2), "a"]],
+    )
+    source = ExcelSource(path)
+    rows = source.read(read_spec())
+    assert [r.key for r in rows] == [(span(1), "ann"), ("", ""), (span(2), "")]
+
+    def change(ws: Any) -> None:
+        values = [[c.value for c in r] for r in ws.iter_rows(min_row=2)]
+        ws.delete_rows(2, ws.max_row)
+        for r in [values[2], [None] * 5, values[1], values[0]]:  # sorted, a blank row inserted
+            ws.append(r)
+
+    rewrite(path, change)
+    updates = [
+        update(r, "invalid" if not r.key[0] else "synced", f"row {r.sheet_row}") for r in rows
+    ]
+    report = source.write_status(read_spec(), updates)
+    assert (report.written, report.vanished) == (3, [])
+    grid = sheet_values(path)
+    at = grid[0].index("sync_message")
+    got = [[r[1], r[at] if at < len(r) else None] for r in grid[1:]]
+    assert got == [["a", "row 4"], [None, None], ["no id", "row 3"], ["b", "row 2"]]
+
+
 def test_a_deleted_row_is_reported_and_never_written_elsewhere(tmp_path: Path) -> None:
     source, rows = five_rows(tmp_path)
     rewrite(source.path, lambda ws: ws.delete_rows(4))  # span(3)

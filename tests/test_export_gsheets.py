@@ -15,7 +15,8 @@ import requests
 from bridge.errors import AuthRefused
 from bridge.exporting import ExportQuery, ExportRecord, Validation, export, header_for
 from bridge.mapping import MappingConfig, parse_mapping
-from bridge.sources.gsheets.source import GSheetsSource, RetryPolicy
+from bridge.sources.gsheets.api import RetryPolicy
+from bridge.sources.gsheets.source import GSheetsSource
 from tests.builders import span
 from tests.sheets_standin import SheetsStandIn
 

@@ -24,7 +24,8 @@ from bridge.pipeline import run
 from bridge.records import Annotation, Outcome, Row, StatusColumns, StatusUpdate
 from bridge.registry import open_source
 from bridge.sources.base import ReadSpec
-from bridge.sources.gsheets.source import GSheetsSource, RetryPolicy
+from bridge.sources.gsheets.api import RetryPolicy
+from bridge.sources.gsheets.source import GSheetsSource
 from tests.sheets_standin import (
     Date,
     DateTime,
@@ -320,9 +321,14 @@ def test_write_back_writes_only_status_cells_raw(
     assert [r.kind for r in standin.log] == ["read", "write"]  # key re-read, one write
     body = standin.log[1].json()
     assert body["valueInputOption"] == "RAW"
-    ranges = [d["range"] for d in body["data"]]
+    ranges = [
+        d["range"] for d in body["data"] if any(v is not None for r in d["values"] for v in r)
+    ]
     # exactly the new header cells and the status cells given (no synced_at here: G1 only)
     assert ranges == ["'Labels'!F1:F4", "'Labels'!G1", "'Labels'!H1:J4"]
+    # ... and the key cells of the rows written: null (nothing written), read back with it
+    probes = [d["range"] for d in body["data"] if d["range"] not in ranges]
+    assert probes == ["'Labels'!A2:A4", "'Labels'!E2:E4"] and body["includeValuesInResponse"]
 
 
 def test_status_text_is_never_a_formula(standin: SheetsStandIn, make_source: MakeSource) -> None:
@@ -410,6 +416,153 @@ def test_rows_without_an_id_at_the_bottom_get_their_status(
     assert standin.column(KEY, "Labels", "sync_status") == ["invalid"] * 4
 
 
+def test_a_row_without_an_id_gets_its_status_after_a_row_is_inserted_above(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    standin.put(KEY, "Labels", [HEADER, *rows_of(1), ["", "correct"], *rows_of(1, start=2)])
+    src = make_source()
+    rows = src.read(SPEC)
+    assert rows[1].key == ("", "")
+    standin.insert_rows(KEY, "Labels", 3, [[]])  # an SME inserts a row above it meanwhile
+    standin.reset_log()
+    report = src.write_status(SPEC, updates_for(rows, "invalid"))
+    assert (report.written, report.vanished, report.moved) == (3, [], 2)
+    assert [r.kind for r in standin.log] == ["read", "write"]  # content read with the keys
+    assert standin.column(KEY, "Labels", "label") == ["incorrect", None, "correct", "correct"]
+    assert standin.column(KEY, "Labels", "sync_message") == [
+        f"row {span(1)}",
+        None,
+        "row ",
+        f"row {span(2)}",
+    ]
+
+
+def test_a_row_without_an_id_that_was_deleted_is_reported_not_put_on_another(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    standin.put(KEY, "Labels", [HEADER, ["", "correct"], ["", "incorrect"]])
+    src = make_source()
+    rows = src.read(SPEC)
+    standin.delete_rows(KEY, "Labels", [2])
+    updates = updates_for(rows, "invalid")
+    report = src.write_status(SPEC, updates)
+    assert (report.written, report.vanished) == (1, [updates[0]])
+    assert standin.column(KEY, "Labels", "sync_status") == ["invalid"]
+
+
+# --- SMEs editing between the re-read of the keys and the write ---------------------------
+
+
+def with_old_statuses(n: int) -> list[list[Any]]:
+    """A sheet synced before: each row's status says which row it belongs to."""
+    header = [*HEADER, "sync_status", "sync_message"]
+    return [header, *([*r, "synced", f"old {r[0]}"] for r in rows_of(n))]
+
+
+def messages(standin: SheetsStandIn) -> list[tuple[Any, Any]]:
+    """(span id or label, sync_message) of every row below the header, top to bottom."""
+    grid = standin.grid(KEY, "Labels")
+    at = grid[0].index("sync_message")
+    return [
+        ((r[0] if r else None) or (r[1] if len(r) > 1 else None), r[at] if len(r) > at else None)
+        for r in grid[1:]
+    ]
+
+
+def sort_descending() -> Callable[[SheetsStandIn], None]:
+    def sort(standin: SheetsStandIn) -> None:
+        standin.sort_rows(KEY, "Labels", by=lambda r: str(r[0] if r else ""), header_row=1)
+        sheet = standin.spreadsheets[KEY].sheets[0]
+        sheet.cells[1:] = sheet.cells[1:][::-1]
+
+    return sort
+
+
+def test_a_sort_between_the_key_reread_and_the_write_is_put_right(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    standin.put(KEY, "Labels", [*with_old_statuses(5), ["", "correct"]])
+    src = make_source()
+    rows = src.read(SPEC)
+    ups = [u for u in updates_for(rows) if u.key[0] != span(2)]  # span 2: unchanged, no update
+    standin.before_next("write", lambda: sort_descending()(standin))  # the SME sorts meanwhile
+    standin.reset_log()
+    report = src.write_status(SPEC, ups)
+    assert (report.written, report.vanished) == (5, [])
+    assert sorted(messages(standin), key=str) == sorted(
+        [*((span(n), f"row {span(n)}") for n in (1, 3, 4, 5)), (span(2), f"old {span(2)}")]
+        + [("correct", "row ")],
+        key=str,
+    )
+    # the write read the keys back as it landed: one read and one write more, only now
+    assert [r.kind for r in standin.log] == ["read", "write", "read", "write"]
+
+
+def test_a_row_deleted_between_the_key_reread_and_the_write_is_reported(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    standin.put(KEY, "Labels", with_old_statuses(4))
+    src = make_source()
+    rows = src.read(SPEC)
+    ups = updates_for(rows)
+    standin.before_next("write", lambda: standin.delete_rows(KEY, "Labels", [3]))  # span 2
+    report = src.write_status(SPEC, ups)
+    assert (report.written, report.vanished) == (3, [ups[1]])
+    assert messages(standin) == [(span(n), f"row {span(n)}") for n in (1, 3, 4)]
+
+
+def test_rows_moving_again_while_being_put_right_are_put_right_again(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    standin.put(KEY, "Labels", with_old_statuses(4))
+    src = make_source()
+    rows = src.read(SPEC)
+    standin.before_next("write", lambda: sort_descending()(standin))
+    standin.before_next("write", lambda: standin.insert_rows(KEY, "Labels", 2, [["", ""]]))
+    standin.reset_log()
+    report = src.write_status(SPEC, updates_for(rows))
+    assert (report.written, report.vanished) == (4, [])
+    assert messages(standin)[0] == (None, None)  # the blank row inserted gets no status
+    assert sorted(messages(standin)[1:]) == [(span(n), f"row {span(n)}") for n in range(1, 5)]
+    assert [r.kind for r in standin.log] == ["read", "write", "read", "write", "read", "write"]
+
+
+def test_rows_that_never_stop_moving_are_reported_and_put_right_by_the_next_run(
+    standin: SheetsStandIn, make_source: MakeSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    standin.put(KEY, "Labels", with_old_statuses(3))
+    src = make_source()
+    rows = src.read(SPEC)
+    ups = updates_for(rows)
+
+    def rotate() -> None:
+        sheet = standin.spreadsheets[KEY].sheets[0]
+        sheet.cells[1:] = [*sheet.cells[2:4], sheet.cells[1]]
+
+    for _ in range(4):  # before the write and before each of the 3 repairs
+        standin.before_next("write", rotate)
+    report = src.write_status(SPEC, ups)
+    assert report.vanished and report.written + len(report.vanished) == 3
+    assert "rows kept moving" in caplog.text
+    again = make_source()  # the next run: every row gets its own status
+    again.write_status(SPEC, updates_for(again.read(SPEC)))
+    assert sorted(messages(standin)) == [(span(n), f"row {span(n)}") for n in range(1, 4)]
+
+
+def test_an_answer_without_the_values_read_back_costs_one_read_never_a_wrong_row(
+    standin: SheetsStandIn, make_source: MakeSource
+) -> None:
+    standin.put(KEY, "Labels", with_old_statuses(3))
+    standin.echo_values = False
+    src = make_source()
+    rows = src.read(SPEC)
+    standin.reset_log()
+    report = src.write_status(SPEC, updates_for(rows))
+    assert (report.written, report.vanished) == (3, [])
+    assert messages(standin) == [(span(n), f"row {span(n)}") for n in range(1, 4)]
+    assert [r.kind for r in standin.log] == ["read", "write", "read"]  # nothing to put right
+
+
 def test_protected_status_columns(standin: SheetsStandIn, make_source: MakeSource) -> None:
     standin.put(KEY, "Labels", [HEADER, *rows_of(1)])
     src = make_source()
@@ -493,7 +646,8 @@ def test_status_columns_past_the_grid_widen_it(
     rows = src.read(SPEC)
     standin.reset_log()
     src.write_status(SPEC, updates_for(rows))
-    assert [r.kind for r in standin.log] == ["read", "metadata", "structure", "write"]
+    # widened before the keys are read again: nothing between that re-read and the write
+    assert [r.kind for r in standin.log] == ["metadata", "structure", "read", "write"]
     assert standin.spreadsheets[KEY].sheets[0].cols == 10
     assert standin.column(KEY, "Labels", "sync_status") == ["synced", "synced"]
 
@@ -1032,3 +1186,28 @@ def test_the_standin_answers_format_requests_in_googles_shape(standin: SheetsSta
         ]
     }
     assert [r.kind for r in standin.log] == ["formats", "metadata"]
+
+
+def test_a_sync_reports_a_row_deleted_while_its_status_was_written(
+    standin: SheetsStandIn, make_source: MakeSource, tmp_path: Path
+) -> None:
+    standin.put(KEY, "Labels", [HEADER, *rows_of(3), ["", "correct"], *rows_of(1, start=4)])
+    src = make_source()
+
+    def sme() -> None:  # between the key re-read and the write: delete span 2, sort the rest
+        standin.delete_rows(KEY, "Labels", [3])
+        sort_descending()(standin)
+
+    standin.before_next("write", sme)
+    result = run(mapping(tmp_path), source=src, target=FakeTarget())
+    assert result.vanished_rows == [3] and result.statuses_written == 4
+    grid = standin.grid(KEY, "Labels")
+    at = grid[0].index("sync_status")
+    got = sorted((r[0], r[1], r[at], r[at + 2] or "") for r in grid[1:])
+    assert [g[:3] for g in got] == [
+        ("", "correct", "invalid"),  # the row without an id: its own status, wherever it went
+        (span(1), "incorrect", "synced"),
+        (span(3), "incorrect", "synced"),
+        (span(4), "correct", "synced"),
+    ]
+    assert "span_id" in got[0][3] and all(g[3] == "" for g in got[1:])

@@ -21,8 +21,9 @@ from bridge.mapping import load_mapping, parse_mapping
 from bridge.records import StatusColumns
 from bridge.scaffold import init_gsheet_project
 from bridge.sources.base import ReadSpec
+from bridge.sources.gsheets.auth import load_auth, scrub
 from bridge.sources.gsheets.config import GSheetConfig
-from bridge.sources.gsheets.source import GSheetsSource, load_auth, scrub
+from bridge.sources.gsheets.source import GSheetsSource
 from tests.sheets_standin import SheetsStandIn
 
 KEY = "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"

@@ -23,6 +23,8 @@ from bridge.sources.gsheets.data import (
     parse_retry_after,
     parse_spreadsheet,
     plan_blocks,
+    probe_ranges,
+    probed_cells,
     quote_title,
     request_body,
     serial_datetime,
@@ -294,3 +296,26 @@ def test_number_formats_read_googles_sparse_grid_data() -> None:
         (7, 4): "TIME",
     }
     assert number_formats({}) == {} and number_formats({"sheets": [{"data": []}]}) == {}
+
+
+def test_probes_are_nulls_over_runs_of_rows_and_read_back_by_cell() -> None:
+    probes = probe_ranges("My tab", [5, 2, 3, 9], [0, 4, 0])
+    assert [p["range"] for p in probes] == [
+        "'My tab'!A2:A3",
+        "'My tab'!E2:E3",
+        "'My tab'!A5",
+        "'My tab'!E5",
+        "'My tab'!A9",
+        "'My tab'!E9",
+    ]
+    assert all(v is None for p in probes for r in p["values"] for v in r)
+    answers = [{"updatedData": {"values": [["k2"]]}}, {}, {"updatedData": {"values": [[7]]}}]
+    cells = probed_cells(probes[:3], answers)
+    assert cells == {(2, 0): "k2", (3, 0): None, (2, 4): None, (3, 4): None, (5, 0): 7}
+
+
+def test_an_echoed_write_asks_for_values_typed_as_the_reads() -> None:
+    body = json.loads(request_body([], echo=True))
+    assert body["includeValuesInResponse"] is True
+    assert body["responseValueRenderOption"] == "UNFORMATTED_VALUE"
+    assert "includeValuesInResponse" not in json.loads(request_body([]))

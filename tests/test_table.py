@@ -207,12 +207,30 @@ def test_rows_sharing_a_key_are_told_apart_by_occurrence() -> None:
     assert vanished == [updates[2]]
 
 
-def test_a_row_without_key_stays_where_it_was_if_still_keyless_there() -> None:
+def test_a_row_without_key_is_found_by_its_content_never_by_its_old_row() -> None:
     updates = [upd(4, ""), upd(6, "")]
+    then = {4: ("", "correct"), 6: ("", "wrong")}
+    # a row was inserted above: row 4 is blank now, "correct" is on row 5, "wrong" is gone
     now = [(3, ("a",)), (4, ("",)), (5, ("",)), (6, ("b",))]
-    placed, vanished = place_updates(now, updates)
-    assert [(row, u.sheet_row) for row, u in placed] == [(4, 4)]
-    assert vanished == [updates[1]]  # row 6 now holds another row: never written there
+    contents = {4: ("", ""), 5: ("", "correct")}
+    placed, vanished = place_updates(now, updates, then, contents)
+    assert [(row, u.sheet_row) for row, u in placed] == [(5, 4)]
+    assert vanished == [updates[1]]  # never on the blank row 4, nor on row 6 (another row)
+
+
+def test_rows_without_key_of_the_same_content_keep_their_order() -> None:
+    updates = [upd(2, ""), upd(3, ""), upd(5, "")]
+    then = {2: ("", "x"), 3: ("", "y"), 5: ("", "x")}
+    now = [(2, ("",)), (3, ("",)), (4, ("",)), (5, ("a",))]
+    contents = {2: ("", "y"), 3: ("", "x"), 4: ("", "x")}
+    placed, vanished = place_updates(now, updates, then, contents)
+    assert [(row, u.sheet_row) for row, u in placed] == [(3, 2), (2, 3), (4, 5)]
+    assert vanished == []
+
+
+def test_a_row_without_key_the_read_did_not_see_is_never_placed() -> None:
+    placed, vanished = place_updates([(4, ("",))], [upd(4, "")], {}, {4: ("", "x")})
+    assert placed == [] and vanished == [upd(4, "")]
 
 
 def test_partly_empty_key_is_still_a_key() -> None:

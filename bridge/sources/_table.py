@@ -8,7 +8,7 @@ import math
 import os
 import stat
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -164,37 +164,85 @@ def rows_from_grid(
     return rows
 
 
+def keyless_contents(rows: Iterable[Row], columns: Sequence[str]) -> dict[int, tuple[str, ...]]:
+    """What each row with no key holds (its mapped columns' values), by its row at read time.
+
+    Such a row (a label typed without its id and annotator) has nothing else to be found by
+    when the statuses are written: ``place_updates`` looks for this content again.
+    """
+    return {
+        r.sheet_row: tuple(key_part(r.values.get(c)) for c in columns)
+        for r in rows
+        if not any(r.key)
+    }
+
+
+def content_positions(header: Sequence[Any], columns: Sequence[str]) -> list[int] | None:
+    """Where the mapped ``columns`` are in ``header`` now, in their order; None if one is gone
+    (no row without a key can then be recognised by its content)."""
+    at: dict[str, int] = {}
+    for i, cell in enumerate(header):
+        name = key_part(cell)
+        if name and name not in at:
+            at[name] = i
+    found = [at.get(c.strip()) for c in columns]
+    return None if None in found else [i for i in found if i is not None]
+
+
+def content_at(cells: Sequence[Any], positions: Sequence[int]) -> tuple[str, ...]:
+    """The content of one row (see ``keyless_contents``), read from its cells now."""
+    n = len(cells)
+    return tuple([key_part(cells[i]) if i < n else "" for i in positions])
+
+
 def place_updates(
     current_keys: Iterable[tuple[int, tuple[str, ...]]],
     updates: Sequence[StatusUpdate],
+    contents_then: Mapping[int, tuple[str, ...]] | None = None,
+    contents_now: Mapping[int, tuple[str, ...]] | None = None,
 ) -> tuple[list[tuple[int, StatusUpdate]], list[StatusUpdate]]:
     """Locate each update's row by key at write time.
 
-    A row whose key cells are all empty (a label without an id) has nothing to find it by:
-    it keeps its position if that row's key cells are still empty there.
+    A row whose key cells are all empty (a label without an id) is found by its content
+    instead: the n-th row without a key that held this content when read is the n-th such row
+    now. Never by its old position, which after a sort or an insertion holds another row or a
+    blank one: a status lands on its own row or is reported as vanished.
 
     :param current_keys: (sheet_row, key) for every data row as the sheet is now.
+    :param contents_then: ``keyless_contents`` of the read.
+    :param contents_now: the content of rows without a key now, by sheet row.
     :returns: (sheet_row, update) pairs to write, and the updates whose row vanished.
     """
     by_key: dict[tuple[str, ...], list[int]] = defaultdict(list)
-    empty_rows: set[int] = set()
+    empty_rows: list[int] = []
     for sheet_row, key in current_keys:
         if any(key):
             by_key[key].append(sheet_row)
         else:
-            empty_rows.add(sheet_row)
+            empty_rows.append(sheet_row)
+    then = contents_then or {}
+    now = contents_now or {}
+    rank: dict[int, int] = {}  # read-time row -> its rank among rows of the same content
+    seen: dict[tuple[str, ...], int] = defaultdict(int)
+    for sheet_row in sorted(then):
+        rank[sheet_row] = seen[then[sheet_row]]
+        seen[then[sheet_row]] += 1
+    by_content: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for sheet_row in empty_rows:
+        content = now.get(sheet_row)
+        if content is not None and any(content):
+            by_content[content].append(sheet_row)
     placed: list[tuple[int, StatusUpdate]] = []
     vanished: list[StatusUpdate] = []
     for update in updates:
-        if not any(update.key):
-            if update.sheet_row in empty_rows:
-                placed.append((update.sheet_row, update))
-            else:
-                vanished.append(update)
-            continue
-        rows = by_key.get(update.key, [])
-        if update.occurrence < len(rows):
-            placed.append((rows[update.occurrence], update))
+        if any(update.key):
+            rows, n = by_key.get(update.key, []), update.occurrence
+        else:
+            content = then.get(update.sheet_row)
+            rows = by_content.get(content, []) if content is not None else []
+            n = rank.get(update.sheet_row, 0)
+        if n < len(rows):
+            placed.append((rows[n], update))
         else:
             vanished.append(update)
     return placed, vanished

@@ -14,9 +14,12 @@ from pathlib import Path
 from bridge.errors import SourceError, SourceUnavailable
 from bridge.records import Row, StatusUpdate, WriteReport, safe_text
 from bridge.sources._table import (
+    content_at,
+    content_positions,
     header_index,
     is_read_only,
     key_part,
+    keyless_contents,
     lock_files,
     place_updates,
     rows_from_grid,
@@ -50,6 +53,8 @@ class CsvSource(Source):
         self.header_row = header_row
         self.delimiter = delimiter
         self.encoding = encoding
+        # rows without a key, by their content at read time: found again by it when writing
+        self._keyless: dict[int, tuple[str, ...]] = {}
 
     def close(self) -> None:
         """Nothing to let go of: every read and write opens and closes the file itself."""
@@ -138,7 +143,7 @@ class CsvSource(Source):
         if not grid:
             raise SourceError(f"{self.path}: the file is empty; it needs a header row and rows")
         try:
-            return rows_from_grid(
+            rows = rows_from_grid(
                 grid, self.header_row, spec.columns, spec.key_columns, spec.status, self.path.name
             )
         except SourceError:
@@ -150,6 +155,8 @@ class CsvSource(Source):
                 f"{json.dumps(self.delimiter)}; set source.delimiter: {json.dumps(other)} in the "
                 "mapping"
             ) from None
+        self._keyless = keyless_contents(rows, spec.columns)
+        return rows
 
     def _other_delimiter(self, grid: list[list[str]], wanted: Sequence[str]) -> str | None:
         """The separator that would make the header row hold the wanted columns, if any."""
@@ -192,6 +199,14 @@ class CsvSource(Source):
         positions = status_positions(header, spec.status)
         key_index = header_index(header, spec.key_columns, self.path.name, self.header_row)
         key_cols = [key_index[c] for c in spec.key_columns]
+        current = [
+            (r + 1, tuple(key_part(grid[r][c]) if c < len(grid[r]) else "" for c in key_cols))
+            for r in range(self.header_row, len(grid))
+        ]
+        contents: dict[int, tuple[str, ...]] = {}
+        at = content_positions(header, spec.columns)
+        if at is not None and any(not any(u.key) for u in updates):
+            contents = {row: content_at(grid[row - 1], at) for row, key in current if not any(key)}
         # New status columns go right of every cell in use, not only right of the header: a
         # column with data but no header name must not become a status column.
         if any(name not in positions for name in spec.status.names()):
@@ -203,11 +218,7 @@ class CsvSource(Source):
                 header.append(name)
                 positions[name] = len(header) - 1
             status_cols[name] = positions[name]
-        current = (
-            (r + 1, tuple(key_part(grid[r][c]) if c < len(grid[r]) else "" for c in key_cols))
-            for r in range(self.header_row, len(grid))
-        )
-        placed, vanished = place_updates(current, updates)
+        placed, vanished = place_updates(current, updates, self._keyless, contents)
         for sheet_row, update in placed:
             cells = grid[sheet_row - 1]
             for name, text in update.values.items():

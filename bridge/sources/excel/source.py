@@ -31,9 +31,12 @@ from bridge.errors import SourceError, SourceUnavailable
 from bridge.records import CellError, Row, StatusUpdate, WriteReport, safe_text
 from bridge.sources._table import (
     column_letter,
+    content_at,
+    content_positions,
     header_index,
     is_read_only,
     key_part,
+    keyless_contents,
     lock_files,
     place_updates,
     rows_from_grid,
@@ -190,6 +193,8 @@ class ExcelSource(Source):
         self.worksheet = worksheet
         self.header_row = header_row
         self._sheet_name: str | None = None
+        # rows without a key, by their content at read time: found again by it when writing
+        self._keyless: dict[int, tuple[str, ...]] = {}
 
     def close(self) -> None:
         """Nothing to let go of: every read and write opens and closes the file itself."""
@@ -305,6 +310,7 @@ class ExcelSource(Source):
             finally:
                 book.close()
         self._sheet_name = name
+        self._keyless = keyless_contents(rows, spec.columns)
         self._check_room(scan, merged, spec, where)
         return rows
 
@@ -435,10 +441,13 @@ class ExcelSource(Source):
             where = f"{self.path.name}, worksheet '{name}'"
             last = -1
             count = 0
+            keyless = any(not any(u.key) for u in updates)
+            contents: dict[int, tuple[str, ...]] = {}
 
             def keys() -> Iterator[tuple[int, tuple[str, ...]]]:
                 nonlocal last, count
                 key_cols: list[int] = []
+                at: list[int] | None = None
                 for r, cells in enumerate(_grid_rows(sheet), start=1):
                     count = r
                     for j in range(len(cells) - 1, last, -1):
@@ -449,9 +458,13 @@ class ExcelSource(Source):
                         now.header = list(cells)
                         index = header_index(now.header, spec.key_columns, where, self.header_row)
                         key_cols = [index[c] for c in spec.key_columns]
+                        at = content_positions(now.header, spec.columns) if keyless else None
                     elif r > self.header_row:
                         n = len(cells)
-                        yield r, tuple([key_part(cells[c]) if c < n else "" for c in key_cols])
+                        key = tuple([key_part(cells[c]) if c < n else "" for c in key_cols])
+                        if at is not None and not any(key):
+                            contents[r] = content_at(cells, at)
+                        yield r, key
 
             current = list(keys())
             end = sheet.end
@@ -459,7 +472,7 @@ class ExcelSource(Source):
                 raise SourceError(f"{where}: python-calamine returned {count} rows, not {end[0]}")
         finally:
             book.close()  # calamine holds the whole sheet: let it go before placing
-        now.placed, now.vanished = place_updates(current, updates)
+        now.placed, now.vanished = place_updates(current, updates, self._keyless, contents)
         del current
         if not now.header:
             header_index([], spec.key_columns, where, self.header_row)

@@ -1,1 +1,3 @@
-"""Google Sheets: config, pure data helpers, reader, status writer and export sink."""
+"""Google Sheets: ``config`` (the mapping's section), ``data`` (pure helpers), ``auth``
+(credentials), ``api`` (the HTTP client, retries, Google's errors), ``worksheet`` (the tab and
+its whole read), ``source`` (GSheetsSource: read, write_status) and ``export_sink``."""

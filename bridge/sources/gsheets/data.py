@@ -20,7 +20,8 @@ from bridge.sources._table import column_letter
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 # One values:batchUpdate holds at most this many sheet rows: the request budget is one write
-# per ~25k rows (reference/sheets-excel.md 1.3: 25k rows of three status columns ~ 1 MB).
+# per ~25k rows (25k rows of three status columns is ~1 MB of JSON; Google's "Usage limits"
+# page of the Sheets API recommends payloads of at most 2 MB).
 MAX_WRITE_ROWS = 25_000
 # ... and at most this many bytes. Google has no hard limit and recommends <= 2 MB "to speed
 # up requests"; 25k rows of all five status columns with platform ids is ~2.1 MB, so the cap
@@ -380,9 +381,49 @@ def write_chunks(
     return [data for window in windows for data in fit(window)]
 
 
-def request_body(data: list[dict[str, Any]]) -> bytes:
-    """A values:batchUpdate body: RAW, so no text is ever parsed into a formula or a number."""
-    return _COMPACT.encode({"valueInputOption": "RAW", "data": data}).encode()
+def request_body(data: list[dict[str, Any]], *, echo: bool = False) -> bytes:
+    """A values:batchUpdate body: RAW, so no text is ever parsed into a formula or a number.
+
+    With ``echo`` the answer carries each range's values as they are once the write is done
+    (includeValuesInResponse), typed as the reads are: see ``probe_ranges``.
+    """
+    body: dict[str, Any] = {"valueInputOption": "RAW", "data": data}
+    if echo:
+        body.update(
+            includeValuesInResponse=True,
+            responseValueRenderOption="UNFORMATTED_VALUE",
+            responseDateTimeRenderOption="SERIAL_NUMBER",
+        )
+    return _COMPACT.encode(body).encode()
+
+
+def probe_ranges(sheet: str, rows: Iterable[int], columns: Sequence[int]) -> list[dict[str, Any]]:
+    """Ranges of nulls over ``columns`` on ``rows``, to add to a values:batchUpdate.
+
+    A null writes nothing, and an answer with includeValuesInResponse holds "all values in the
+    requested range" (Google's reference of BatchUpdateValuesRequest): what these cells hold
+    at the moment the write lands, in the same request. Written on the key columns, they tell
+    whether each row written still holds its key, at no extra request.
+    """
+    prefix = quote_title(sheet) + "!"
+    out: list[dict[str, Any]] = []
+    for run in _runs(sorted(set(rows))):
+        for col in dict.fromkeys(columns):
+            out.append({"range": prefix + a1(run[0], col, len(run)), "values": [[None]] * len(run)})
+    return out
+
+
+def probed_cells(
+    probes: Sequence[Mapping[str, Any]], answers: Sequence[Mapping[str, Any]]
+) -> dict[tuple[int, int], Any]:
+    """(sheet row, 0-based column) -> value, from the answers to ``probe_ranges``' ranges."""
+    out: dict[tuple[int, int], Any] = {}
+    for probe, answer in zip(probes, answers, strict=False):
+        grid = parse_range(str(probe["range"]))
+        values = column_values((answer.get("updatedData") or {}).get("values"))
+        for i in range(len(probe["values"])):
+            out[(grid.first_row + i, grid.first_col)] = values[i] if i < len(values) else None
+    return out
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

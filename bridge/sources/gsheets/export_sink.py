@@ -1,0 +1,213 @@
+"""Export into a Google Sheet: the ids already there, rows appended below the last used
+row (RAW), and dropdowns and number ranges (setDataValidation) on whole columns.
+
+``GSheetsExport`` is the ExportSink half of ``GSheetsSource``: one adapter both syncs a sheet
+and takes exported rows, so the registry opens the same class for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
+
+from bridge.errors import BridgeError, SourceError
+from bridge.records import AppendReport, Validation, list_problem, safe_text
+from bridge.sources._table import header_index, key_part
+from bridge.sources.base import ExportSink
+from bridge.sources.gsheets.data import request_body, write_chunks
+from bridge.sources.gsheets.worksheet import Layout, Worksheet
+
+# Google Sheets' limit on the characters in one cell (Google's "Files you can store in
+# Google Drive" help page).
+SHEETS_CELL_LIMIT = 50_000
+
+
+class GSheetsExport(Worksheet, ExportSink):
+    """What ``annobridge export`` needs of a worksheet (``bridge.sources.base.ExportSink``)."""
+
+    cell_limit = SHEETS_CELL_LIMIT
+
+    @contextlib.contextmanager
+    def _exporting(self, phase: str) -> Iterator[None]:
+        """Google's errors, said for an export: nothing was sent, no row was appended."""
+        try:
+            with self._google(phase):
+                yield
+        except BridgeError as exc:
+            text = str(exc).replace(self._after(phase), "No row was appended; run again.")
+            raise type(exc)(text) from None
+
+    def _export_read(self) -> list[list[Any]]:
+        """The whole worksheet now (one request), and what it says about the grid."""
+        with self._exporting("read"):
+            return self._take(*self._read_values())[1]
+
+    def existing_ids(self, id_column: str) -> set[str]:
+        """The ids in ``id_column`` on every data row; empty for a sheet without a header."""
+        values = self._export_read()
+        h = self.header_row
+        if len(values) < h or not any(key_part(c) for c in values[h - 1]):
+            return set()
+        at = header_index(values[h - 1], [id_column], self._where(), h)[id_column]
+        found = {key_part(row[at]) for row in values[h:] if at < len(row)}
+        found.discard("")
+        return found
+
+    def append_rows(self, header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> AppendReport:
+        """Write ``rows`` below the last used row, RAW, in one values:batchUpdate per ~25k rows.
+
+        The worksheet is read again first, so rows SMEs added meanwhile are not overwritten.
+        On a sheet with no header, ``header`` is written first; on one with a header, columns
+        the rows fill and it lacks are added right of the last used column. The grid grows
+        (appendDimension) when the rows or columns do not fit.
+        """
+        values = self._export_read()
+        layout = self._layout
+        assert layout is not None
+        h = self.header_row
+        header_now = values[h - 1] if len(values) >= h else []
+        columns: dict[str, int] = {}
+        for i, cell in enumerate(header_now):
+            name = key_part(cell)
+            if name and name not in columns:
+                columns[name] = i
+        report = AppendReport()
+        cells: dict[tuple[int, int], str] = {}
+        width = layout.width
+        if not columns:
+            if len(values) >= h and any(any(key_part(c) for c in r) for r in values[h:]):
+                raise SourceError(
+                    f"{self._where()}: header row {h} is empty but rows below it hold values; "
+                    "put the column names in the header row (or set header_row)"
+                )
+            for i, name in enumerate(header):
+                cells[(h, i)] = safe_text(name)
+                columns[name] = i
+            report.added_columns = list(header)
+            width = max(width, len(header))
+        for name in dict.fromkeys(k for row in rows for k, v in row.items() if v):
+            if name not in columns:
+                cells[(h, width)] = safe_text(name)
+                columns[name] = width
+                report.added_columns.append(name)
+                width += 1
+        start = max(len(values), h) + 1
+        for i, row in enumerate(rows):
+            for name, value in row.items():
+                cells[(start + i, columns[name])] = "" if value is None else str(value)
+        last = start + len(rows) - 1
+        with self._exporting("write"):
+            if layout.grid_rows and last > layout.grid_rows:
+                self._grow(layout, "ROWS", last - layout.grid_rows)
+                layout.grid_rows = last
+            needed = max(col for _, col in cells) + 1
+            if layout.grid_cols and needed > layout.grid_cols:
+                self._widen(layout, needed - layout.grid_cols)
+            url = f"{SPREADSHEETS_API_V4_BASE_URL}/{self.key}/values:batchUpdate"
+            headers = {"Content-Type": "application/json; charset=utf-8"}
+            for data in write_chunks(
+                cells, layout.title, max_rows=self.max_write_rows, max_bytes=self.max_write_bytes
+            ):
+                self._http().request("post", url, data=request_body(data), headers=headers)
+        report.first_row, report.last_row = start, last
+        return report
+
+    def _grow(self, layout: Layout, dimension: str, length: int) -> None:
+        sheet_id = self._export_sheet_id(layout)
+        body = {
+            "requests": [
+                {"appendDimension": {"sheetId": sheet_id, "dimension": dimension, "length": length}}
+            ]
+        }
+        self._http().batch_update(self.key, body)
+
+    def _export_sheet_id(self, layout: Layout) -> int:
+        if layout.sheet_id is None:
+            match = [p for p in self._sheets() if p.get("title") == layout.title]
+            if not match:
+                raise SourceError(f"{self._where()}: the worksheet was renamed or deleted")
+            layout.sheet_id = int(match[0]["sheetId"])
+        return layout.sheet_id
+
+    def add_validations(self, validations: Sequence[Validation]) -> list[str]:
+        """Dropdowns (ONE_OF_LIST) and number ranges on whole columns below the header, in
+        one spreadsheets.batchUpdate of setDataValidation requests, which replace the rule a
+        range had: running it again changes nothing."""
+        if not validations:
+            return []
+        values = self._export_read()
+        layout = self._layout
+        assert layout is not None
+        h = self.header_row
+        header_now = values[h - 1] if len(values) >= h else []
+        columns: dict[str, int] = {}
+        for i, cell in enumerate(header_now):
+            columns.setdefault(key_part(cell), i)
+        said: list[str] = []
+        requests_: list[dict[str, Any]] = []
+        with self._exporting("write"):
+            sheet_id = self._export_sheet_id(layout)
+            for v in validations:
+                col = columns.get(v.column)
+                if col is None or not v.column:
+                    said.append(f"{v.column}: no such column in the header; no rule added")
+                    continue
+                rule = _sheets_rule(v)
+                if rule is None:
+                    said.append(f"{v.column}: no dropdown ({list_problem(v.options)})")
+                    continue
+                requests_.append(
+                    {
+                        "setDataValidation": {
+                            "range": {
+                                "sheetId": sheet_id,
+                                "startRowIndex": h,
+                                "startColumnIndex": col,
+                                "endColumnIndex": col + 1,
+                            },
+                            "rule": rule,
+                        }
+                    }
+                )
+                said.append(v.describe())
+            if requests_:
+                self._http().batch_update(self.key, {"requests": requests_})
+        return said
+
+
+def _sheets_rule(v: Validation) -> dict[str, Any] | None:
+    """A Sheets DataValidationRule: strict, with the dropdown shown."""
+    if v.kind == "list":
+        if list_problem(v.options):
+            return None
+        condition: dict[str, Any] = {
+            "type": "ONE_OF_LIST",
+            "values": [{"userEnteredValue": o} for o in v.options],
+        }
+    elif v.minimum is not None and v.maximum is not None:
+        condition = {
+            "type": "NUMBER_BETWEEN",
+            "values": [
+                {"userEnteredValue": repr(float(v.minimum))},
+                {"userEnteredValue": repr(float(v.maximum))},
+            ],
+        }
+    elif v.minimum is not None:
+        condition = {
+            "type": "NUMBER_GREATER_THAN_EQ",
+            "values": [{"userEnteredValue": repr(float(v.minimum))}],
+        }
+    else:
+        condition = {
+            "type": "NUMBER_LESS_THAN_EQ",
+            "values": [{"userEnteredValue": repr(float(v.maximum or 0))}],
+        }
+    return {
+        "condition": condition,
+        "strict": True,
+        "showCustomUi": v.kind == "list",
+        "inputMessage": v.describe(),
+    }
