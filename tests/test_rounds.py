@@ -299,3 +299,69 @@ def test_export_assignment_refusals(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="add annotator_column"):
         export(load_mapping(tmp_path / "m.yaml"), target=Records(2), assign=["a", "b"])  # type: ignore[arg-type]
+
+
+GKEY = "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"
+
+
+@pytest.fixture
+def gsheet() -> Iterator[Any]:
+    from tests.sheets_standin import SheetsStandIn
+
+    with SheetsStandIn() as server:
+        server.add_spreadsheet(GKEY, "SME labels", sheets=[("Labels", 0)], rows=5, cols=3)
+        server.put(GKEY, "Labels", [["span_id", "label", "score", "explanation", "annotator"]])
+        server.put(GKEY, "Labels", ROWS, start_row=2)
+        yield server
+
+
+def gsheet_source(server: Any) -> Any:
+    import requests
+
+    from bridge.sources.gsheets.api import RetryPolicy
+    from bridge.sources.gsheets.source import GSheetsSource
+
+    return GSheetsSource(
+        GKEY,
+        "Labels",
+        api_base=server.url,
+        session=requests.Session(),
+        retry=RetryPolicy(sleep=lambda s: None, rand=lambda: 0.5),
+    )
+
+
+def gsheet_mapping(tmp_path: Path) -> Any:
+    text = MAPPING.replace(
+        "  type: excel\n  path: labels.xlsx\n  worksheet: Labels\n",
+        f"  type: gsheet\n  spreadsheet: {GKEY}\n  worksheet: Labels\n",
+    )
+    (tmp_path / "g.yaml").write_text(text, encoding="utf-8")
+    return load_mapping(tmp_path / "g.yaml")
+
+
+def test_agreement_tabs_in_a_google_sheet_never_touch_the_smes_tab(
+    gsheet: Any, tmp_path: Path
+) -> None:
+    before = gsheet.grid(GKEY, "Labels")
+    source = gsheet_source(gsheet)
+    result = measure(gsheet_mapping(tmp_path), source=source)
+    assert result.tabs_written == ["Agreement", "Disagreements"]
+    assert gsheet.grid(GKEY, "Labels") == before
+    agreement_tab = gsheet.grid(GKEY, "Agreement")
+    disputes = gsheet.grid(GKEY, "Disagreements")
+    assert len(agreement_tab) > 1 and any(span(2) in map(str, r) for r in disputes[1:])
+    assert not any(str(c).startswith("=") for r in agreement_tab + disputes for c in r)
+    # a rerun clears and rewrites the tabs: same content, no duplicated rows
+    again = measure(gsheet_mapping(tmp_path), source=gsheet_source(gsheet))
+    assert again.tabs_written and gsheet.grid(GKEY, "Agreement") == agreement_tab
+    assert gsheet.grid(GKEY, "Disagreements") == disputes
+
+
+def test_a_google_tab_of_that_name_made_by_the_smes_is_refused(gsheet: Any, tmp_path: Path) -> None:
+    gsheet.spreadsheets[GKEY].sheets.append(
+        type(gsheet.spreadsheets[GKEY].sheets[0])(99, "Agreement", 1, 10, 5)
+    )
+    gsheet.put(GKEY, "Agreement", [["our notes"]])
+    with pytest.raises(SourceError, match="tab 'Agreement' that annobridge did not write"):
+        measure(gsheet_mapping(tmp_path), source=gsheet_source(gsheet))
+    assert gsheet.grid(GKEY, "Agreement") == [["our notes"]]

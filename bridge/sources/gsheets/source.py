@@ -69,6 +69,7 @@ from bridge.sources.gsheets.data import (
     write_chunks,
 )
 from bridge.sources.gsheets.export_sink import GSheetsExport
+from bridge.sources.gsheets.tabs import GSheetsTabs
 from bridge.sources.gsheets.worksheet import Layout
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ REPAIR_ROUNDS = 3
 __all__ = ["GSheetsSource", "RetryPolicy", "credential_files", "service_account_email"]
 
 
-class GSheetsSource(GSheetsExport, Source):
+class GSheetsSource(GSheetsExport, GSheetsTabs, Source):
     """A worksheet of a Google Sheet: typed reads, statuses written back by key, and (through
     ``GSheetsExport``) rows appended by ``annobridge export``.
 
