@@ -20,6 +20,7 @@ from bridge.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, BridgeErr
 from bridge.mapping import Mapping, load_mapping
 from bridge.records import Annotation, Outcome, Row, Status, StatusUpdate
 from bridge.sources import ReadSpec, Source, open_source
+from bridge.sources._table import as_stored
 from bridge.state import Journal, RunLock, row_ref, run_id, state_dir
 from bridge.targets import Target, open_target
 
@@ -216,9 +217,12 @@ def _update(row: Row, values: dict[str, str]) -> StatusUpdate:
 
 
 def _needs_write(row: Row, values: dict[str, str], status_col: str, message_col: str) -> bool:
+    """False when the row's status cells already say this (as the sheet stores it)."""
     old_status = str(row.status.get(status_col, ""))
     old_message = str(row.status.get(message_col, ""))
-    return old_status != values[status_col] or old_message != values[message_col]
+    return old_status != as_stored(values[status_col]) or old_message != as_stored(
+        values[message_col]
+    )
 
 
 def run(

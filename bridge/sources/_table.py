@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import SourceError
-from bridge.records import Row, StatusColumns, StatusUpdate
+from bridge.records import Row, StatusColumns, StatusUpdate, safe_text
 
 
 class CellError(str):
@@ -198,6 +198,16 @@ def rows_from_grid(
         occurrences[key] = n + 1
         add(make(sheet_row, values, key, n, status))
     return rows
+
+
+def as_stored(text: str) -> str:
+    """A status text as the sheet gives it back when read again.
+
+    Text that starts like a formula is written with a ``'`` in front (``safe_text``), and
+    ``rows_from_grid`` trims the status cells it reads: a write is needed only when this
+    differs from what the row holds, or the row is rewritten on every run.
+    """
+    return safe_text(text).strip()
 
 
 def place_updates(
