@@ -9,6 +9,11 @@ them. A run that was killed anywhere leaves at most:
   which every target makes safe (upsert keys, client-chosen ids);
 - rows marked ``confirmed``: they landed but the sheet does not say so yet; the next run
   writes their status without sending them again.
+
+The next run reads both (``Journal.earlier``), whatever the sheet says meanwhile: an SME may
+have undone the edit, cells and status included, so that the sheet claims the platform holds
+the old content while it holds the interrupted run's. A row whose content now differs from
+what was sent is sent again (see ``bridge.pipeline.reconcile``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, NamedTuple
 
 import platformdirs
 
@@ -98,6 +103,17 @@ RowRef = str
 """A row as the journal knows it: JSON of its key and occurrence."""
 
 
+SENDING, CONFIRMED = "sending", "confirmed"
+
+
+class JournalEntry(NamedTuple):
+    """One row an earlier run sent: ``sending`` (may have landed) or ``confirmed``."""
+
+    state: str
+    hash: str
+    remote_ids: str
+
+
 def row_ref(key: tuple[str, ...], occurrence: int) -> RowRef:
     return json.dumps([list(key), occurrence], ensure_ascii=False)
 
@@ -144,6 +160,13 @@ class Journal:
             [(self.name, ref, digest, ids, now) for ref, digest, ids in rows],
         )
 
+    def earlier(self) -> dict[RowRef, JournalEntry]:
+        """What runs that did not finish sent: every row still in the journal."""
+        cursor = self.db.execute(
+            "SELECT row, state, hash, remote_ids FROM sends WHERE mapping = ?", (self.name,)
+        )
+        return {row: JournalEntry(state, digest, ids) for row, state, digest, ids in cursor}
+
     def confirmed_rows(self) -> dict[RowRef, tuple[str, str]]:
         """Rows confirmed by the platform whose status may not be in the sheet yet."""
         cursor = self.db.execute(
@@ -152,6 +175,16 @@ class Journal:
         )
         return {row: (digest, ids) for row, digest, ids in cursor}
 
-    def clear(self) -> None:
-        """The sheet holds every status: nothing is in flight any more."""
-        self._write("DELETE FROM sends WHERE mapping = ?", [(self.name,)])
+    def clear(self, keep: Iterable[RowRef] = ()) -> None:
+        """The sheet holds every status: nothing is in flight any more.
+
+        :param keep: rows whose entries stay, for the next run (rows the journal says must be
+            sent again that this run did not send: past ``--limit``, or after a Ctrl-C).
+        """
+        kept = set(keep)
+        if not kept:
+            self._write("DELETE FROM sends WHERE mapping = ?", [(self.name,)])
+            return
+        rows = self.db.execute("SELECT row FROM sends WHERE mapping = ?", (self.name,))
+        gone = [(self.name, row) for (row,) in rows if row not in kept]
+        self._write("DELETE FROM sends WHERE mapping = ? AND row = ?", gone)
