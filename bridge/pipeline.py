@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -25,6 +26,7 @@ from bridge.state import (
     CONFIRMED,
     Journal,
     JournalEntry,
+    MediumLock,
     RowRef,
     RunLock,
     row_ref,
@@ -287,7 +289,9 @@ def run(
         with RunLock(directory, name, what=str(mapping.path or source.label)):
             journal = Journal(directory, name)
             try:
-                planned = _sync(mapping, source, target, journal, result, limit, on_progress, stop)
+                planned = _sync(
+                    mapping, source, target, journal, directory, result, limit, on_progress, stop
+                )
             finally:
                 journal.close()
         return _finish(result, planned, started)
@@ -301,6 +305,7 @@ def _sync(
     source: Source,
     target: Target,
     journal: Journal,
+    directory: Path,
     result: SyncResult,
     limit: int | None,
     on_progress: OnProgress | None,
@@ -359,13 +364,21 @@ def _sync(
             log.info("sent %d annotations (%d of %d)", len(annotations), settled, total)
     updates = _status_updates(planned, mapping)
     if updates:
-        report = source.write_status(_read_spec(mapping), updates)
+        with _write_lock(directory, source):
+            report = source.write_status(_read_spec(mapping), updates)
         result.statuses_written = report.written
         result.vanished_rows = sorted(u.sheet_row for u in report.vanished)
         log.info("wrote the status of %d rows to %s", report.written, source.label)
     # Rows the journal says to send again that this run did not send keep their entries.
     journal.clear(keep=[ref for ref, p in resend.items() if p.status == PENDING])
     return planned
+
+
+def _write_lock(directory: Path, source: Source) -> contextlib.AbstractContextManager[object]:
+    """The lock on a file source while its statuses are written (see ``MediumLock``); a
+    Google Sheet is written cell by cell, by key, and needs none."""
+    medium = getattr(source, "path", None)
+    return MediumLock(directory, medium) if isinstance(medium, Path) else contextlib.nullcontext()
 
 
 def reconcile(

@@ -103,7 +103,8 @@ def killed_at(mapping: Path, point: str) -> None:
 
 
 def journal(mapping: Path) -> Counter[str]:
-    db = sqlite3.connect(mapping.parent / "state" / "journal.sqlite3")
+    (path,) = (mapping.parent / "state").glob("journal-*.sqlite3")  # the mapping's own
+    db = sqlite3.connect(path)
     try:
         return Counter(state for (state,) in db.execute("SELECT state FROM sends"))
     finally:

@@ -93,7 +93,8 @@ def killed_at(mapping: Path, point: str, chunk: int = 1) -> None:
 
 def journal(mapping: Path) -> Counter[str]:
     """What the killed run left in the journal: rows by state (sending, confirmed)."""
-    db = sqlite3.connect(mapping.parent / "state" / "journal.sqlite3")
+    (path,) = (mapping.parent / "state").glob("journal-*.sqlite3")  # the mapping's own
+    db = sqlite3.connect(path)
     try:
         return Counter(state for (state,) in db.execute("SELECT state FROM sends"))
     finally:
