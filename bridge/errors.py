@@ -6,7 +6,9 @@ is a bug and keeps its traceback.
 
     BridgeError
     ├── ConfigError            exit 2: bad mapping or options, nothing sent
-    │   └── MappingError       exit 2: names the mapping file and the key
+    │   ├── MappingError       exit 2: names the mapping file and the key
+    │   └── RulesConflict      exit 1: the platform's rules contradict the mapping's own
+    │                                  settings (rules pull leaves the mapping unchanged)
     ├── SourceError            exit 2: the sheet cannot be used as given (missing column,
     │                                  worksheet, header, not an xlsx, empty)
     └── UnavailableError       exit 3: safe to retry later, nothing lost
@@ -47,6 +49,12 @@ class MappingError(ConfigError):
         self.key = key
         where = f"{self.path}" + (f", key '{key}'" if key else "")
         super().__init__(f"{where}: {message}")
+
+
+class RulesConflict(ConfigError):
+    """The platform's rules would make every row invalid with the mapping's own settings."""
+
+    exit_code = EXIT_ROWS_FAILED
 
 
 class SourceError(BridgeError):

@@ -38,7 +38,7 @@ import yaml
 from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from bridge.errors import ConfigError, MappingError
+from bridge.errors import ConfigError, MappingError, RulesConflict
 from bridge.mapping import AnnotationSpec, Rules, parse_mapping
 from bridge.mapping import Mapping as MappingModel
 
@@ -255,6 +255,12 @@ def compare(
             changes.append(RuleChange(i, spec.name, "synonyms", spec.rules.synonyms, None))
         specs.append(spec.model_copy(update={"rules": merged}))
     updated = mapping.model_copy(update={"annotations": specs})
+    conflicts = _conflicts(updated, rules)
+    if conflicts:
+        raise RulesConflict(
+            f"{where}: the platform's rules conflict with the mapping, which was left as it "
+            f"was: {'; '.join(conflicts)}"
+        )
     missing = [n for n in names if n not in rules]
     result = PlatformRules(updated, rules, changes, missing)
     if changes and mapping.path is not None and Path(mapping.path).is_file():
@@ -266,6 +272,52 @@ def compare(
         if new_text is not None:
             result.diff = unified_diff(old_text, new_text, str(mapping.path))
     return result
+
+
+def _conflicts(mapping: MappingModel, rules: Mapping[str, PlatformRule]) -> list[str]:
+    """Where the platform's rules, merged in, contradict the value kinds the mapping sets
+    itself (MLflow's ``target.values`` / ``target.pass_fail``): every row would be invalid.
+
+    With ``label_schemas: true`` the label schema decides the value kind when sending, so
+    there is nothing for the mapping's own kinds to contradict.
+    """
+    target = mapping.target
+    kinds: Mapping[str, str] = getattr(target, "values", None) or {}
+    pairs: Mapping[str, tuple[str, str]] = getattr(target, "pass_fail", None) or {}
+    if getattr(target, "label_schemas", False) or not (kinds or pairs):
+        return []
+    found: list[str] = []
+    for spec in mapping.annotations:
+        rule = rules.get(spec.name)
+        labels = spec.rules.labels
+        if rule is None or "labels" not in rule.values or labels is None:
+            continue
+        name, shown = spec.name, ", ".join(labels)
+        kind = "pass_fail" if spec.name in pairs else kinds.get(spec.name, "auto")
+        if kind == "pass_fail" and spec.name in pairs:
+            pair = pairs[spec.name]
+            if {x.casefold() for x in labels} != {x.casefold() for x in pair}:
+                found.append(
+                    f"{rule.origin} gives the labels {shown} for '{name}', but target.pass_fail."
+                    f"{name} is [{', '.join(pair)}]: rows with any other label would be "
+                    f"invalid. Set target.pass_fail.{name} to two of the platform's labels, or "
+                    "remove it "
+                    f"and set target.values.{name}: categorical, then pull again"
+                )
+        elif kind == "pass_fail" and len(labels) != 2:
+            found.append(
+                f"{rule.origin} gives {len(labels)} labels for '{name}' ({shown}), but "
+                f"target.values.{name} is pass_fail, which takes two (pass first): every row "
+                f"would be invalid. Set target.values.{name}: categorical (or remove it), or "
+                "make the platform's schema pass/fail, then pull again"
+            )
+        elif kind == "numeric" and any(_number(x) is None for x in labels):
+            found.append(
+                f"{rule.origin} gives the labels {shown} for '{name}', but target.values."
+                f"{name} is numeric, which takes scores: every labelled row would be invalid. "
+                f"Set target.values.{name}: categorical (or remove it), then pull again"
+            )
+    return found
 
 
 def unified_diff(old: str, new: str, path: str) -> str:
