@@ -414,11 +414,11 @@ def reconcile(
                 result.recovered += 1
             continue  # else sent again (pending), or the sheet already says what was sent
         if p.annotations:
-            if p.status != PENDING:  # the sheet says the platform holds C; it may not
-                p.status, p.message, p.remote_ids = PENDING, "", ""
-                p.verdict.annotations[:] = [
-                    dataclasses.replace(a, is_update=True) for a in p.annotations
-                ]
+            # the sheet may say the platform holds C (or nothing yet); it may hold J
+            p.status, p.message, p.remote_ids = PENDING, "", ""
+            p.verdict.annotations[:] = [
+                dataclasses.replace(a, is_update=True) for a in p.annotations
+            ]
             resend[ref] = p
         else:
             p.new_hash = entry.hash if entry.state == CONFIRMED else ""

@@ -191,3 +191,18 @@ def test_rows_to_resend_past_the_limit_stay_in_the_journal(mapping_path: Path) -
     assert len(platform.sent[0]) == len(SPANS) - 2
     assert platform.labels() == ["correct"] * len(SPANS)
     assert journal_states(mapping_path) == []
+
+
+def test_a_first_sync_killed_then_edited_is_sent_as_an_update(mapping_path: Path) -> None:
+    # never synced before: no sync_hash, but the platform may hold the killed run's labels
+    platform = Platform()
+    platform.die_after_send = True
+    with pytest.raises(Killed):
+        run(load_mapping(mapping_path), target=platform)
+    platform.die_after_send = False
+    book = mapping_path.parent / "labels.xlsx"
+    relabel(book, "incorrect")
+    platform.sent.clear()
+    run(load_mapping(mapping_path), target=platform)
+    assert [(a.label, a.is_update) for a in platform.sent[0]] == [("incorrect", True)] * len(SPANS)
+    assert platform.labels() == ["incorrect"] * len(SPANS)
