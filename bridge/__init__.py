@@ -26,11 +26,14 @@ _PUBLIC = {
     "ExportResult": "bridge.exporting",
     "ExportSink": "bridge.sources.base",
     "ExportsRecords": "bridge.targets.base",
+    "FileMedium": "bridge.sources.base",
     "JobResult": "bridge.pipeline",
     "MappingConfig": "bridge.mapping",
     "MappingError": "bridge.errors",
     "PlatformRules": "bridge.platform_rules",
     "PullsRules": "bridge.targets.base",
+    "ReadsJudgeAnnotations": "bridge.targets.base",
+    "RulesConflict": "bridge.errors",
     "Source": "bridge.sources.base",
     "SourceError": "bridge.errors",
     "SourcePlugin": "bridge.plugins",
@@ -40,6 +43,7 @@ _PUBLIC = {
     "TargetPlugin": "bridge.plugins",
     "TargetUnreachable": "bridge.errors",
     "UnavailableError": "bridge.errors",
+    "WritesOwnedTabs": "bridge.sources.base",
     "export": "bridge.api",
     "load_mapping": "bridge.api",
     "pull_rules": "bridge.api",
@@ -57,11 +61,14 @@ __all__ = [
     "ExportResult",
     "ExportSink",
     "ExportsRecords",
+    "FileMedium",
     "JobResult",
     "MappingConfig",
     "MappingError",
     "PlatformRules",
     "PullsRules",
+    "ReadsJudgeAnnotations",
+    "RulesConflict",
     "Source",
     "SourceError",
     "SourcePlugin",
@@ -71,6 +78,7 @@ __all__ = [
     "TargetPlugin",
     "TargetUnreachable",
     "UnavailableError",
+    "WritesOwnedTabs",
     "export",
     "load_mapping",
     "pull_rules",
@@ -101,6 +109,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         BridgeError,
         ConfigError,
         MappingError,
+        RulesConflict,
         SourceError,
         SourceUnavailable,
         TargetUnreachable,
@@ -111,5 +120,11 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from bridge.pipeline import JobResult, SyncResult
     from bridge.platform_rules import PlatformRules
     from bridge.plugins import SourcePlugin, TargetPlugin
-    from bridge.sources.base import ExportSink, Source
-    from bridge.targets.base import ChecksAnnotations, ExportsRecords, PullsRules, Target
+    from bridge.sources.base import ExportSink, FileMedium, Source, WritesOwnedTabs
+    from bridge.targets.base import (
+        ChecksAnnotations,
+        ExportsRecords,
+        PullsRules,
+        ReadsJudgeAnnotations,
+        Target,
+    )

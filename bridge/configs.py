@@ -8,9 +8,12 @@ pipeline can ask any target config the same few questions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
+
+from bridge.records import PlatformRule
 
 
 class StrictModel(BaseModel):
@@ -46,6 +49,14 @@ class TargetConfigBase(StrictModel):
 
     def extra_columns(self) -> list[str]:
         """Sheet columns the target reads besides the annotation's own (none by default)."""
+        return []
+
+    def rule_conflicts(
+        self, labels: Mapping[str, list[str] | None], rules: Mapping[str, PlatformRule]
+    ) -> list[str]:
+        """Where the platform's ``rules`` (pulled into the mapping, giving each annotation
+        name the ``labels``) contradict this section's own settings, so that every row
+        would be invalid; each with the fix. None by default."""
         return []
 
 

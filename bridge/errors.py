@@ -7,7 +7,9 @@ is a bug and keeps its traceback.
     BridgeError
     ├── ConfigError            exit 2: bad mapping or options, nothing sent
     │   ├── MappingError       exit 2: names the mapping file and the key
-    │   └── AssignmentError    exit 2: --assign / --per-record cannot be satisfied
+    │   ├── AssignmentError    exit 2: --assign / --per-record cannot be satisfied
+    │   └── RulesConflict      exit 1: the platform's rules contradict the mapping's own
+    │                                  settings (rules pull leaves the mapping unchanged)
     ├── SourceError            exit 2: the sheet cannot be used as given (missing column,
     │                                  worksheet, header, not an xlsx, empty)
     └── UnavailableError       exit 3: safe to retry later, nothing lost
@@ -52,6 +54,12 @@ class MappingError(ConfigError):
 
 class AssignmentError(ConfigError):
     """The assignment options cannot be satisfied (bad --per-record, repeated names)."""
+
+
+class RulesConflict(ConfigError):
+    """The platform's rules would make every row invalid with the mapping's own settings."""
+
+    exit_code = EXIT_ROWS_FAILED
 
 
 class SourceError(BridgeError):

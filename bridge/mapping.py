@@ -445,6 +445,8 @@ def load_mapping(path: str | os.PathLike[str]) -> MappingConfig:
         ) from None
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
+    except _AliasBomb as exc:
+        raise MappingError(p, str(exc), key=exc.key) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -455,14 +457,104 @@ def load_mapping(path: str | os.PathLike[str]) -> MappingConfig:
     return parse_mapping(data, p)
 
 
+MAX_MAPPING_NODES = 100_000
+"""The most values (keys, strings, lists...) a mapping may hold once its aliases are
+expanded. A real mapping holds a few hundred; a YAML alias bomb ("billion laughs") holds
+billions in a few lines, and expanding them would take minutes of CPU and all the memory."""
+
+
+class _AliasBomb(yaml.YAMLError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _expanded_size(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand past ``MAX_MAPPING_NODES``, before any of it is
+    constructed: each node's expanded size is counted once (aliases share one node), so
+    the check costs one visit per node of the file, never the expansion.
+
+    :raises _AliasBomb: naming the key whose value is too large once expanded (the key that
+        holds the alias, as far down as one key accounts for it).
+    """
+    sizes: dict[int, int] = {}
+    uses: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def children(node: yaml.Node) -> list[tuple[str, yaml.Node]]:
+        if isinstance(node, yaml.MappingNode):
+            out: list[tuple[str, yaml.Node]] = []
+            for k, v in node.value:
+                name = str(k.value) if isinstance(k, yaml.ScalarNode) else "?"
+                out.append((f".{name}", k))
+                out.append((f".{name}", v))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [(f"[{i}]", v) for i, v in enumerate(node.value)]
+        return []
+
+    def size(node: yaml.Node) -> int:
+        # iterative post-order: a deep document must not exhaust Python's recursion
+        stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+        while stack:
+            current, done = stack.pop()
+            ident = id(current)
+            if done:
+                visiting.discard(ident)
+                total = 1 + sum(sizes[id(c)] for _, c in children(current))
+                sizes[ident] = total
+                continue
+            uses[ident] = uses.get(ident, 0) + 1
+            if ident in sizes:
+                continue
+            if ident in visiting:
+                raise _AliasBomb("", "an alias refers to itself; the value would never end")
+            visiting.add(ident)
+            stack.append((current, True))
+            stack.extend((c, False) for _, c in children(current))
+        return sizes[id(node)]
+
+    if size(root) <= MAX_MAPPING_NODES:
+        return
+    path, node = "", root
+    while True:  # down the largest branch, to the key that holds a shared (aliased) value
+        heavy = None
+        for branch in children(node):  # the largest; of equals the last (the alias, not
+            if heavy is None or sizes[id(branch[1])] >= sizes[id(heavy[1])]:  # its anchor)
+                heavy = branch
+        if heavy is None or sizes[id(heavy[1])] <= MAX_MAPPING_NODES:
+            break
+        path, node = path + heavy[0], heavy[1]
+        if uses[id(node)] > 1:
+            break
+    # the key, not the list item under it: "rules.labels", not "rules.labels[8][9]"
+    key = re.sub(r"(\[\d+\])+$", "", path).lstrip(".") or "(the whole file)"
+    raise _AliasBomb(
+        key,
+        f"its YAML aliases (*name) expand to more than {MAX_MAPPING_NODES:,} values; a "
+        "mapping needs nothing so large. Write the values out, or use an anchor (&name) "
+        "only for a section you repeat a few times",
+    )
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader, but a key written twice in one section is an error, not a
-    silent "the last one wins"."""
+    silent "the last one wins", and aliases that expand past ``MAX_MAPPING_NODES`` values
+    are refused before anything is constructed (see ``_expanded_size``)."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node)
+        return self.construct_document(node)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults`: merged by SafeLoader, the keys here win
                 key = self.construct_object(key_node, deep=deep)
                 if isinstance(key, Hashable) and key in seen:
                     raise yaml.constructor.ConstructorError(

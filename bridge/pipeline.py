@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -20,8 +21,19 @@ from bridge.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, BridgeErr
 from bridge.mapping import MappingConfig, load_mapping
 from bridge.records import Annotation, Outcome, Row, Status, StatusUpdate
 from bridge.registry import open_source, open_target
-from bridge.sources.base import ReadSpec, Source
-from bridge.state import Journal, RunLock, row_ref, run_id, state_dir
+from bridge.sources._table import as_stored
+from bridge.sources.base import FileMedium, ReadSpec, Source
+from bridge.state import (
+    CONFIRMED,
+    Journal,
+    JournalEntry,
+    MediumLock,
+    RowRef,
+    RunLock,
+    row_ref,
+    run_id,
+    state_dir,
+)
 from bridge.targets.base import ChecksAnnotations, Target
 
 OnProgress = Callable[[int, int], None]
@@ -53,6 +65,8 @@ class PlannedRow:
     message: str = ""
     row_hash: str = ""
     remote_ids: str = ""
+    # a sync_hash to write with a status other than synced (see ``reconcile``)
+    new_hash: str | None = None
 
     @property
     def annotations(self) -> list[Annotation]:
@@ -218,9 +232,12 @@ def _update(row: Row, values: dict[str, str]) -> StatusUpdate:
 
 
 def _needs_write(row: Row, values: dict[str, str], status_col: str, message_col: str) -> bool:
+    """False when the row's status cells already say this (as the sheet stores it)."""
     old_status = str(row.status.get(status_col, ""))
     old_message = str(row.status.get(message_col, ""))
-    return old_status != values[status_col] or old_message != values[message_col]
+    return old_status != as_stored(values[status_col]) or old_message != as_stored(
+        values[message_col]
+    )
 
 
 def run(
@@ -280,7 +297,9 @@ def run(
         with RunLock(directory, name, what=str(mapping.path or source.label)):
             journal = Journal(directory, name)
             try:
-                planned = _sync(mapping, source, target, journal, result, limit, on_progress, stop)
+                planned = _sync(
+                    mapping, source, target, journal, directory, result, limit, on_progress, stop
+                )
             finally:
                 journal.close()
         return _finish(result, planned, started)
@@ -296,6 +315,7 @@ def _sync(
     source: Source,
     target: Target,
     journal: Journal,
+    directory: Path,
     result: SyncResult,
     limit: int | None,
     on_progress: OnProgress | None,
@@ -304,17 +324,16 @@ def _sync(
     planned = plan(mapping, source, target.kind, target.fingerprint(), _checks(target))
     result.source = source.label
     log.info("read %d rows from %s", len(planned), source.label)
-    recovered = journal.confirmed_rows()
-    for p in planned:
-        if p.status != PENDING:
-            continue
-        seen = recovered.get(row_ref(p.row.key, p.row.occurrence))
-        if seen and seen[0] == p.row_hash:
-            # Confirmed by the platform in a run that died before writing the sheet.
-            p.status, p.remote_ids = Status.SYNCED, seen[1]
-            result.recovered += 1
+    earlier = journal.earlier()
+    resend = reconcile(planned, earlier, result)
     if result.recovered:
         log.info("%d rows were confirmed by an earlier run; writing their status", result.recovered)
+    if resend:
+        log.warning(
+            "%d rows were sent by an earlier run that did not finish and differ from it now "
+            "(undone or edited since); sending them again",
+            len(resend),
+        )
     # Rows past the limit stay pending: no status is written for them this run.
     to_send = [p for p in planned if p.status == PENDING][:limit]
     if to_send or any(p.status != UNCHANGED and p.status != PENDING for p in planned):
@@ -355,12 +374,66 @@ def _sync(
             log.info("sent %d annotations (%d of %d)", len(annotations), settled, total)
     updates = _status_updates(planned, mapping)
     if updates:
-        report = source.write_status(read_spec(mapping), updates)
+        with _write_lock(directory, source):
+            report = source.write_status(read_spec(mapping), updates)
         result.statuses_written = report.written
         result.vanished_rows = sorted(u.sheet_row for u in report.vanished)
         log.info("wrote the status of %d rows to %s", report.written, source.label)
-    journal.clear()
+    # Rows the journal says to send again that this run did not send keep their entries.
+    journal.clear(keep=[ref for ref, p in resend.items() if p.status == PENDING])
     return planned
+
+
+def _write_lock(directory: Path, source: Source) -> contextlib.AbstractContextManager[object]:
+    """The lock on a file source while its statuses are written (see ``MediumLock``); a
+    Google Sheet is written cell by cell, by key, and needs none."""
+    if isinstance(source, FileMedium):
+        return MediumLock(directory, source.path)
+    return contextlib.nullcontext()
+
+
+def reconcile(
+    planned: Sequence[PlannedRow], earlier: dict[RowRef, JournalEntry], result: SyncResult
+) -> dict[RowRef, PlannedRow]:
+    """Use what an earlier run that did not finish sent (its journal) to plan this one.
+
+    With J the hash the journal holds for a row (``sending``: it may have landed;
+    ``confirmed``: it did), and C the hash of the row's content now:
+
+    - C == J and confirmed: the platform holds the row; its status is written, nothing sent.
+    - C != J: the platform may hold J, whatever the sheet's ``sync_status`` / ``sync_hash``
+      say (an SME may have undone the edit, status cells included): the row is sent again,
+      as an update, even if the sheet says ``synced`` with its content's hash.
+    - a row with nothing to send now (invalid, skipped) gets ``sync_hash`` J (confirmed) or
+      none (sending: unknown), so that the sheet never claims the platform holds what it
+      held before; once valid again, the row is sent.
+
+    :returns: the rows to send again because of the journal, by journal reference.
+    """
+    resend: dict[RowRef, PlannedRow] = {}
+    if not earlier:
+        return resend
+    for p in planned:
+        ref = row_ref(p.row.key, p.row.occurrence)
+        entry = earlier.get(ref)
+        if entry is None:
+            continue
+        if entry.hash == p.row_hash:
+            if p.status == PENDING and entry.state == CONFIRMED:
+                # Confirmed by the platform in a run that died before writing the sheet.
+                p.status, p.remote_ids = Status.SYNCED, entry.remote_ids
+                result.recovered += 1
+            continue  # else sent again (pending), or the sheet already says what was sent
+        if p.annotations:
+            # the sheet may say the platform holds C (or nothing yet); it may hold J
+            p.status, p.message, p.remote_ids = PENDING, "", ""
+            p.verdict.annotations[:] = [
+                dataclasses.replace(a, is_update=True) for a in p.annotations
+            ]
+            resend[ref] = p
+        else:
+            p.new_hash = entry.hash if entry.state == CONFIRMED else ""
+    return resend
 
 
 def _checks(target: Target, strict: bool = True) -> Callable[[Annotation], list[str]] | None:
@@ -409,6 +482,8 @@ def _status_updates(planned: Sequence[PlannedRow], mapping: MappingConfig) -> li
         if p.status == Status.SYNCED:
             values[cols.remote_id] = p.remote_ids
             values[cols.hash] = p.row_hash
+        elif p.new_hash is not None and p.new_hash != str(p.row.status.get(cols.hash, "")):
+            values[cols.hash] = p.new_hash
         elif not _needs_write(p.row, values, cols.status, cols.message):
             continue
         updates.append(_update(p.row, values))

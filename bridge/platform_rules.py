@@ -29,7 +29,7 @@ import difflib
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ import yaml
 from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from bridge.errors import ConfigError, MappingError
+from bridge.errors import ConfigError, MappingError, RulesConflict
 from bridge.mapping import AnnotationSpec, MappingConfig, Rules, UniqueKeyLoader, parse_mapping
 from bridge.records import PlatformRule
 from bridge.registry import open_target
@@ -155,6 +155,12 @@ def compare(
             changes.append(RuleChange(i, spec.name, "synonyms", spec.rules.synonyms, None))
         specs.append(spec.model_copy(update={"rules": merged}))
     updated = mapping.model_copy(update={"annotations": specs})
+    conflicts = _conflicts(updated, rules)
+    if conflicts:
+        raise RulesConflict(
+            f"{where}: the platform's rules conflict with the mapping, which was left as it "
+            f"was: {'; '.join(conflicts)}"
+        )
     missing = [n for n in names if n not in rules]
     result = PlatformRules(updated, rules, changes, missing)
     if changes and mapping.path is not None and Path(mapping.path).is_file():
@@ -166,6 +172,13 @@ def compare(
         if new_text is not None:
             result.diff = unified_diff(old_text, new_text, str(mapping.path))
     return result
+
+
+def _conflicts(mapping: MappingConfig, rules: Mapping[str, PlatformRule]) -> list[str]:
+    """Where the platform's rules, merged in, contradict the mapping's own target settings
+    (the target config knows: see ``TargetConfigBase.rule_conflicts``)."""
+    labels = {a.name: a.rules.labels for a in mapping.annotations}
+    return mapping.target.rule_conflicts(labels, rules)
 
 
 def unified_diff(old: str, new: str, path: str) -> str:

@@ -178,6 +178,14 @@ def _normalise(
     lbl_col, scr_col, txt_col = spec.label_column, spec.score_column, spec.explanation_column
     canonical, fold = norm.canonical, norm.fold
     finite = math.isfinite
+    # An annotator column with no `annotator:` default: a blank name is refused, never sent
+    # under a made-up identity (typing the name in later would then add a second annotation).
+    blank_annotator = (
+        f"{ann_col} is empty: type the annotator's name in column '{ann_col}' (or set "
+        "`annotator:` in the mapping as the name for rows that leave it blank)"
+        if ann_col and not spec.annotator
+        else ""
+    )
     for i, row in enumerate(rows):
         v = row.values
         raw_label = v.get(lbl_col) if lbl_col else None
@@ -210,6 +218,8 @@ def _normalise(
                 )
                 scores.append(raw_score + 0.0 if raw_score is not None else None)
                 texts.append(clean_text or None)
+                if not who and blank_annotator:
+                    problems[i].append(blank_annotator)
                 annotators.append(who or spec.annotator)
                 continue
         has_data = not (_is_blank(raw_label) and _is_blank(raw_score) and _is_blank(raw_text))
@@ -255,6 +265,8 @@ def _normalise(
         labels.append(label)
         scores.append(score)
         texts.append(text)
+        if not annotator and blank_annotator and not isinstance(raw_annotator, CellError):
+            problems[i].append(blank_annotator)
         annotators.append(annotator or spec.annotator)
     return out
 

@@ -1,19 +1,25 @@
-"""Crash safety on a real Phoenix: kill -9 at random points, Ctrl-C, then run again.
+"""Crash safety on a real Phoenix: kill -9 at chosen points, Ctrl-C, then run again.
 
-Each trial syncs 5,000 rows (80 seeded spans x 63 annotators: one annotation each) in a
-separate process, kills it, runs the sync again to completion and checks that every row
-has exactly one annotation with its label, the right status, and that the workbook opens.
+Each kill trial syncs 5,000 rows (80 seeded spans x 63 annotators: one annotation each) in a
+separate process that SIGKILLs itself at a chosen point (tests/crash_driver.py: while a send
+is in flight, after the platform answered, after the journal recorded the confirmation),
+checks that the journal shows the send that was cut off, runs the sync again to completion
+and checks that every row has exactly one annotation with its label, the right status, and
+that the workbook opens.
+
+The undo case is only right with the journal: the killed run's edit landed, the SME then
+restores the old labels and status cells, and only the journal tells the next run that
+Phoenix holds something else than the sheet says.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import signal
+import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,16 +32,19 @@ from tests.servers import PhoenixServer
 pytestmark = pytest.mark.phoenix
 
 ROWS = 5000
-TRIALS = 10
+UNDO_ROWS = 2500  # two send chunks: the kill lands in the second, the first is confirmed
 CLI = str(Path(sys.executable).parent / "annobridge")
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def write_job(tmp_path: Path, server: PhoenixServer, spans: list[str], name: str) -> Path:
+def write_job(
+    tmp_path: Path, server: PhoenixServer, spans: list[str], name: str, rows: int = ROWS
+) -> Path:
     book = openpyxl.Workbook()
     ws = book.active
     ws.title = "Labels"
     ws.append(["span_id", "label", "score", "annotator"])
-    for i in range(ROWS):
+    for i in range(rows):
         span, annotator = spans[i % len(spans)], f"sme{i // len(spans):02d}"
         ws.append([span, ("correct", "incorrect")[i % 2], (i % 7) / 7, annotator])
     book.save(tmp_path / "labels.xlsx")
@@ -68,6 +77,30 @@ def start(mapping: Path, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+def killed_at(mapping: Path, point: str, chunk: int = 1) -> None:
+    """A sync that SIGKILLs itself at ``point`` of send chunk ``chunk`` (tests/crash_driver.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOENIX_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.crash_driver", point, str(chunk), "sync", str(mapping)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr  # it died there, not elsewhere
+
+
+def journal(mapping: Path) -> Counter[str]:
+    """What the killed run left in the journal: rows by state (sending, confirmed)."""
+    (path,) = (mapping.parent / "state").glob("journal-*.sqlite3")  # the mapping's own
+    db = sqlite3.connect(path)
+    try:
+        return Counter(state for (state,) in db.execute("SELECT state FROM sends"))
+    finally:
+        db.close()
+
+
 def finish(mapping: Path) -> dict[str, Any]:
     proc = start(mapping)
     out, err = proc.communicate(timeout=300)
@@ -96,28 +129,85 @@ def span_ids(seeded_spans: list[dict[str, str]]) -> list[str]:
     return [s["span_id"] for s in seeded_spans] + [s["llm_span_id"] for s in seeded_spans]
 
 
-def test_kill_9_at_random_points_loses_and_duplicates_nothing(
-    phoenix: PhoenixServer, span_ids: list[str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("point", "chunk", "left", "recovered"),
+    [
+        # half of the second chunk confirmed, the rest in flight; the first chunk confirmed
+        ("in-flight", 2, {"confirmed": 2000, "sending": 2000}, 2000),
+        # Phoenix answered the whole second chunk; the journal had not recorded it yet
+        ("after-send", 2, {"confirmed": 2000, "sending": 2000}, 2000),
+        # all three chunks confirmed and journaled; no status written
+        ("after-confirmed", 3, {"confirmed": ROWS}, ROWS),
+    ],
+)
+def test_kill_9_at_chosen_points_loses_and_duplicates_nothing(
+    phoenix: PhoenixServer,
+    span_ids: list[str],
+    tmp_path: Path,
+    point: str,
+    chunk: int,
+    left: dict[str, int],
+    recovered: int,
 ) -> None:
-    rng = random.Random(20261123)
-    recovered = 0
-    for trial in range(TRIALS):
-        work = tmp_path / f"trial{trial}"
-        work.mkdir()
-        name = f"crash_{trial}"
-        mapping = write_job(work, phoenix, span_ids, name)
-        proc = start(mapping)
-        time.sleep(rng.uniform(0.3, 5.0))
-        proc.kill()  # SIGKILL: no handler, no cleanup
-        proc.communicate(timeout=60)
-        summary = finish(mapping)
-        recovered += summary["recovered"]
-        check_everything_landed_once(phoenix, span_ids, name, work / "labels.xlsx")
-    again = finish(mapping)  # and the last one is complete: a further run sends nothing
+    name = f"crash_{point.replace('-', '_')}"
+    mapping = write_job(tmp_path, phoenix, span_ids, name)
+    killed_at(mapping, point, chunk)
+    assert journal(mapping) == left  # a send was cut off where chosen
+    assert "sync_status" not in next(
+        openpyxl.load_workbook(tmp_path / "labels.xlsx")["Labels"].iter_rows(values_only=True)
+    )  # no status was written
+    summary = finish(mapping)
+    assert summary["recovered"] == recovered  # confirmed rows are not sent again
+    assert summary["annotations_sent"] == ROWS - recovered  # "sending" rows are
+    check_everything_landed_once(phoenix, span_ids, name, tmp_path / "labels.xlsx")
+    assert journal(mapping) == {}  # the finished run cleared it
+    again = finish(mapping)  # and a further run sends nothing
     assert again["annotations_sent"] == 0 and again["counts"]["unchanged"] == ROWS
-    # Not asserted per trial (the kill may land before or after a confirmation), but over
-    # ten trials the journal is expected to have carried at least one run's confirmations.
-    print(f"rows recovered from the journal over {TRIALS} trials: {recovered}")
+
+
+def relabel(book: Path, label: str) -> None:
+    wb = openpyxl.load_workbook(book)
+    ws = wb["Labels"]
+    for (cell,) in ws.iter_rows(min_row=2, min_col=2, max_col=2):
+        cell.value = label
+    wb.save(book)
+
+
+def labels_held(server: PhoenixServer, spans: list[str], name: str) -> Counter[str]:
+    got = [a for a in server.span_annotations(spans, project="tests") if a["name"] == name]
+    assert len({(a["span_id"], a["identifier"]) for a in got}) == len(got)  # one per row
+    return Counter(a["result"]["label"] for a in got)
+
+
+@pytest.mark.parametrize("point", ["after-send", "after-confirmed"])
+def test_an_undo_after_a_crash_is_sent_again_so_phoenix_holds_what_the_sheet_says(
+    phoenix: PhoenixServer, span_ids: list[str], tmp_path: Path, point: str
+) -> None:
+    name = f"crash_undo_{point.replace('-', '_')}"
+    rows = UNDO_ROWS
+    mapping = write_job(tmp_path, phoenix, span_ids, name, rows)
+    book = tmp_path / "labels.xlsx"
+    relabel(book, "correct")
+    assert finish(mapping)["counts"]["synced"] == rows
+    before = book.read_bytes()  # labels and status cells as the SMEs see them now
+
+    relabel(book, "incorrect")  # the SMEs relabel everything...
+    killed_at(mapping, point, chunk=2)  # ...the sync sends it all and dies before the write
+    assert labels_held(phoenix, span_ids, name) == {"incorrect": rows}  # it landed
+
+    book.write_bytes(before)  # an SME undoes the relabel: old labels, old status cells
+    summary = finish(mapping)
+    assert summary["annotations_sent"] == rows  # the journal said Phoenix holds the edit
+    assert labels_held(phoenix, span_ids, name) == {"correct": rows}
+    assert {r["sync_status"] for r in sheet_rows(book)} == {"synced"}
+    assert journal(mapping) == {}
+    again = finish(mapping)
+    assert again["annotations_sent"] == 0 and again["counts"]["unchanged"] == rows
+
+
+def sheet_rows(book: Path) -> list[dict[str, Any]]:
+    rows = list(openpyxl.load_workbook(book)["Labels"].iter_rows(values_only=True))
+    return [dict(zip(rows[0], r, strict=False)) for r in rows[1:]]
 
 
 def test_ctrl_c_stops_after_the_batch_and_the_next_run_resumes(

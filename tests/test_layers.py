@@ -196,6 +196,7 @@ def test_the_public_surface_is_every_listed_name_and_nothing_missing() -> None:
         "SyncResult", "JobResult", "ExportResult", "PlatformRules", "MappingConfig",
         # the interfaces, their capabilities, and plug-ins
         "Source", "ExportSink", "Target", "ChecksAnnotations", "ExportsRecords", "PullsRules",
+        "ReadsJudgeAnnotations", "WritesOwnedTabs", "FileMedium",
         "TargetPlugin", "SourcePlugin",
     }  # fmt: skip
     errors = importlib.import_module("bridge.errors")

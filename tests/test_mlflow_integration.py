@@ -175,6 +175,30 @@ def test_create_rerun_and_edit_never_duplicate(
     assert edited["last_update_time"] > first["last_update_time"]
 
 
+def test_a_blank_annotator_is_refused_and_filling_it_in_lands_one_assessment(
+    admin: MlflowServer, traces: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    trace = traces[3]["trace_id"]
+    book = write_workbook(
+        tmp_path / "labels.xlsx",
+        ["trace_id", "label", "explanation", "annotator"],
+        [[trace, "correct", None, None]],
+    )
+    mapping = write_mapping(
+        tmp_path, admin, "", CORRECTNESS.format(name="it_blank_annotator", id_column="trace_id")
+    )
+    code, summary, _ = sync(mapping)
+    assert code == 1 and summary["counts"]["invalid"] == 1 and summary["annotations_sent"] == 0
+    assert summary["issues"][0]["message"].startswith("annotator is empty: type the annotator")
+    assert named(admin, trace, "it_blank_annotator") == []  # not sent as "annobridge"
+
+    edit_cell(book, 2, "annotator", "erin@example.com")
+    code, summary, _ = sync(mapping)
+    assert code == 0 and summary["counts"]["synced"] == 1
+    [only] = named(admin, trace, "it_blank_annotator")
+    assert only["source"] == {"source_type": "HUMAN", "source_id": "erin@example.com"}
+
+
 def test_unknown_trace_is_rejected_and_the_rest_land(
     admin: MlflowServer, traces: list[dict[str, Any]], tmp_path: Path
 ) -> None:

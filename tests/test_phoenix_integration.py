@@ -191,6 +191,28 @@ def test_two_annotators_of_one_span_keep_two_annotations(
     ]
 
 
+def test_a_blank_annotator_is_refused_and_filling_it_in_lands_one_annotation(
+    phoenix: PhoenixServer, seeded_spans: list[dict[str, str]], tmp_path: Path
+) -> None:
+    span = seeded_spans[11]["span_id"]
+    book = write_workbook(tmp_path / "labels.xlsx", [[span, "q", "correct", 1, None, None]])
+    mapping = write_mapping(tmp_path, phoenix, "e2e_blank_annotator")
+    code, summary = sync(mapping)
+    assert code == 1 and summary["counts"]["invalid"] == 1 and summary["annotations_sent"] == 0
+    assert summary["issues"][0]["message"].startswith("annotator is empty: type the annotator")
+    assert landed(phoenix, [span], "e2e_blank_annotator") == []  # not sent as "annobridge"
+
+    ws_book = openpyxl.load_workbook(book)
+    ws_book["Labels"]["F2"] = "dana"  # the SME types their name
+    ws_book.save(book)
+    code, summary = sync(mapping)
+    assert code == 0 and summary["counts"]["synced"] == 1
+    got = landed(phoenix, [span], "e2e_blank_annotator")
+    assert [(a["identifier"], a["result"]["label"]) for a in got] == [
+        ("annobridge:dana", "correct")
+    ]
+
+
 @pytest.mark.parametrize("annotate", ["trace", "session"])
 def test_trace_and_session_annotations(
     annotate: str, phoenix: PhoenixServer, seeded_spans: list[dict[str, str]], tmp_path: Path

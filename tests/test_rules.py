@@ -457,6 +457,23 @@ def test_annotator_from_a_column_or_a_constant() -> None:
     assert sent({"label": "a"}).annotator is None
 
 
+@pytest.mark.parametrize("blank", [None, "", "   ", 0.0])
+def test_a_blank_annotator_in_an_annotator_column_is_refused_naming_the_column(blank: Any) -> None:
+    # sent as the made-up "annobridge", then typed in: two annotations from one row (issue 16.7)
+    values = {"label": "a", "who": blank} if blank != 0.0 else {"label": 1.0, "who": None}
+    found = problems(values, annotator_column="who")
+    assert found == [
+        "who is empty: type the annotator's name in column 'who' (or set `annotator:` in the "
+        "mapping as the name for rows that leave it blank)"
+    ]
+
+
+def test_a_blank_annotator_is_reported_with_the_other_problems_of_the_row() -> None:
+    found = problems({"label": "a", "who": "", "score": "high"}, annotator_column="who")
+    assert len(found) == 2 and found[1].startswith("who is empty")
+    assert problems({"label": "", "span_id": "", "who": ""}, annotator_column="who") == []
+
+
 def test_identifier_format() -> None:
     assert identifier_for("ann@example.com") == "annobridge:ann@example.com"
     assert identifier_for(None) == "annobridge"
@@ -724,8 +741,10 @@ def test_fast_paths_give_the_verdicts_of_the_general_ones(
     plain = _plain_evaluate(monkeypatch, _tricky_rows(True, duplicates), specs)
     _same_verdicts(fast, plain)
     # the rows are tricky enough: some sent, some invalid, some skipped, duplicates flagged
-    assert sum(1 for v in fast if v.annotations) >= 10
+    assert sum(1 for v in fast if v.annotations) >= 7
     assert sum(1 for v in fast if v.problems) >= 25
+    # helpfulness has an annotator column and no default: its blank names are refused
+    assert sum(1 for v in fast for p in v.problems if p.startswith("who is empty")) >= 3
     assert sum(1 for v in fast if v.skipped) == 2
     flagged = sum(1 for v in fast for p in v.problems if "keep one of these rows" in p)
     assert flagged == (3 if duplicates else 0)
@@ -742,7 +761,10 @@ def test_annotations_are_made_as_the_dataclass_makes_them() -> None:
     assert rules._FILL_ANNOTATION
     assert tuple(f.name for f in dataclasses.fields(Annotation)) == rules._ANNOTATION_FIELDS
     verdicts = evaluate(
-        rows({"label": "correct", "score": 0.5, "who": "ann"}, {"span_id": SPAN2, "label": "a"}),
+        rows(
+            {"label": "correct", "score": 0.5, "who": "ann"},
+            {"span_id": SPAN2, "label": "a", "who": "bob"},
+        ),
         [spec(annotator_column="who")],
         "span",
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import SourceError
-from bridge.records import CellError, Row, StatusColumns, StatusUpdate
+from bridge.records import CellError, Row, StatusColumns, StatusUpdate, safe_text
 
 
 def column_letter(index: int) -> str:
@@ -193,6 +193,16 @@ def content_at(cells: Sequence[Any], positions: Sequence[int]) -> tuple[str, ...
     """The content of one row (see ``keyless_contents``), read from its cells now."""
     n = len(cells)
     return tuple([key_part(cells[i]) if i < n else "" for i in positions])
+
+
+def as_stored(text: str) -> str:
+    """A status text as the sheet gives it back when read again.
+
+    Text that starts like a formula is written with a ``'`` in front (``safe_text``), and
+    ``rows_from_grid`` trims the status cells it reads: a write is needed only when this
+    differs from what the row holds, or the row is rewritten on every run.
+    """
+    return safe_text(text).strip()
 
 
 def place_updates(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from bridge.records import AppendReport, Row, StatusColumns, StatusUpdate, Validation, WriteReport
@@ -48,6 +49,15 @@ class Source(Protocol):
     def write_status(self, spec: ReadSpec, updates: Sequence[StatusUpdate]) -> WriteReport: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FileMedium(Protocol):
+    """A sheet kept in one local file (a workbook, a CSV): runs that write it take a lock on
+    the file (``bridge.state.MediumLock``), so two mappings on one workbook never lose each
+    other's statuses."""
+
+    path: Path
 
 
 @runtime_checkable

@@ -719,22 +719,25 @@ def csv_million_character_cell(folder: Path) -> Case:
 def csv_ragged_rows(folder: Path) -> Case:
     text = (
         CSV_HEADER
-        + f"{span(1)},correct\n"  # short: the rest is empty
+        + f"{span(1)},correct\n"  # short: the rest is empty, the annotator too
         + f"{span(2)},correct,0.5,fine,ann,extra,cells\n"  # long: extra cells kept as they are
         + f"{span(3)}\n"  # only an id: nothing to send yet
         + "\n"
         + f"{span(4)},maybe,,,ann\n"
     )
     source = csv_case(folder, text.encode())
-    says = ["row 6: invalid: label 'maybe' is not one of"]
-    statuses = {2: "synced", 3: "synced", 4: "skipped", 6: "invalid"}
+    says = [
+        "row 2: invalid: annotator is empty: type the annotator's name in column 'annotator'",
+        "row 6: invalid: label 'maybe' is not one of",
+    ]
+    statuses = {2: "invalid", 3: "synced", 4: "skipped", 6: "invalid"}
     return Case(
         "",
         "rows shorter and longer than the header",
         source,
         1,
         says,
-        [span(1), span(2)],
+        [span(2)],
         statuses,
     )
 

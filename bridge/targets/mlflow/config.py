@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from bridge.configs import TargetConfigBase
+from bridge.records import PlatformRule, finite_number
 
 
 class MlflowConfig(TargetConfigBase):
@@ -62,6 +64,47 @@ class MlflowConfig(TargetConfigBase):
                     f"set values.{name}: pass_fail or remove pass_fail.{name}"
                 )
         return self
+
+    def rule_conflicts(
+        self, labels: Mapping[str, list[str] | None], rules: Mapping[str, PlatformRule]
+    ) -> list[str]:
+        """Rules that contradict ``values`` / ``pass_fail``; with ``label_schemas: true`` the
+        label schema decides the value kind when sending, so nothing can contradict it."""
+        kinds, pairs = self.values, self.pass_fail
+        if self.label_schemas or not (kinds or pairs):
+            return []
+        found: list[str] = []
+        for name, given in labels.items():
+            rule = rules.get(name)
+            if rule is None or "labels" not in rule.values or given is None:
+                continue
+            shown = ", ".join(given)
+            kind = "pass_fail" if name in pairs else kinds.get(name, "auto")
+            if kind == "pass_fail" and name in pairs:
+                pair = pairs[name]
+                if {x.casefold() for x in given} != {x.casefold() for x in pair}:
+                    found.append(
+                        f"{rule.origin} gives the labels {shown} for '{name}', but "
+                        f"target.pass_fail.{name} is [{', '.join(pair)}]: rows with any other "
+                        f"label would be invalid. Set target.pass_fail.{name} to two of the "
+                        f"platform's labels, or remove it and set target.values.{name}: "
+                        "categorical, then pull again"
+                    )
+            elif kind == "pass_fail" and len(given) != 2:
+                found.append(
+                    f"{rule.origin} gives {len(given)} labels for '{name}' ({shown}), but "
+                    f"target.values.{name} is pass_fail, which takes two (pass first): every "
+                    f"row would be invalid. Set target.values.{name}: categorical (or remove "
+                    "it), or make the platform's schema pass/fail, then pull again"
+                )
+            elif kind == "numeric" and any(finite_number(x) is None for x in given):
+                found.append(
+                    f"{rule.origin} gives the labels {shown} for '{name}', but target.values."
+                    f"{name} is numeric, which takes scores: every labelled row would be "
+                    f"invalid. Set target.values.{name}: categorical (or remove it), then pull "
+                    "again"
+                )
+        return found
 
     def record_kind(self) -> str:
         """What the id column holds, in words (a key of ID_PATTERNS)."""

@@ -122,9 +122,18 @@ def _pass_fail(a: Annotation, rule: ValueRule) -> bool:
         )
     folded = a.label.strip().casefold()
     if folded not in (positive.casefold(), negative.casefold()):
+        # no pass/fail labels given: say where 'pass' and 'fail' come from, and the fix
+        why = (
+            f"; '{a.name}' is pass_fail (target.values) and the mapping names no pass and fail "
+            f"labels: set target.pass_fail.{a.name}: [<pass label>, <fail label>], give "
+            f"rules.labels exactly two labels (pass first), or set target.values.{a.name}: "
+            "categorical"
+            if rule.positive is None and not rule.schema
+            else ""
+        )
         raise NotSendable(
             f"label '{a.label}' is neither '{positive}' (pass) nor '{negative}' (fail) for "
-            f"'{a.name}'{rule.origin()}"
+            f"'{a.name}'{rule.origin()}{why}"
         )
     return folded == positive.casefold()
 
