@@ -12,19 +12,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bridge import __version__, platform_rules
+from bridge import __version__
 from bridge.errors import EXIT_OK, EXIT_ROWS_FAILED, BridgeError
-from bridge.exporting import ExportResult, parse_time
-from bridge.exporting import export as run_export
-from bridge.mapping import MappingConfig, load_mapping
-from bridge.pipeline import PENDING, UNCHANGED, OnProgress, SyncResult, run, run_all
-from bridge.scaffold import init_gsheet_project, init_project
+
+if TYPE_CHECKING:
+    from bridge.exporting import ExportResult
+    from bridge.mapping import MappingConfig
+    from bridge.pipeline import OnProgress, SyncResult
+    from bridge.platform_rules import PlatformRules
+
+# Start-up time: each command imports the use case it runs (pipeline, exporting,
+# platform_rules, scaffold) and rich's progress bar inside its own body, so `--help`,
+# `--version` and `init` never load pandas, pandera, openpyxl, requests or google-auth
+# (tests/test_cli.py checks, in a subprocess; benchmarks/startup.py measures).
 
 app = typer.Typer(
     name="annobridge",
@@ -66,8 +70,10 @@ LogFormatOpt = Annotated[
 ]
 
 
-_ORDER = ["synced", UNCHANGED, "invalid", "rejected", "failed", "skipped", PENDING]
-_LABELS = {PENDING: "to send"}
+# The row statuses in the order the summary lists them (bridge.pipeline's UNCHANGED and
+# PENDING are "unchanged" and "pending": a test keeps them equal).
+_ORDER = ["synced", "unchanged", "invalid", "rejected", "failed", "skipped", "pending"]
+_LABELS = {"pending": "to send"}
 MAX_ISSUES_SHOWN = 50
 
 
@@ -137,6 +143,15 @@ def _progress_bar(enabled: bool) -> Iterator[OnProgress | None]:
     if not enabled:
         yield None
         return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("sending"),
         BarColumn(),
@@ -187,6 +202,9 @@ def validate(
     \b
         annobridge validate mappings/phoenix-excel.yaml
     """
+    from bridge.mapping import load_mapping
+    from bridge.pipeline import run
+
     _configure_logging(log_format)
     with _errors(as_json):
         result = run(load_mapping(mapping), send=False)
@@ -250,6 +268,9 @@ def sync(
         annobridge sync mappings/ --quiet --log-format json
         annobridge sync mappings/phoenix-excel.yaml --rules-from-platform
     """
+    from bridge.mapping import load_mapping
+    from bridge.pipeline import run, run_all
+
     _configure_logging(log_format)
     prepare = _platform_rules(quiet) if rules_from_platform else None
     single = len(mappings) == 1 and not mappings[0].is_dir()
@@ -358,6 +379,8 @@ def init(
         annobridge sync my-labels/annobridge.yaml --dry-run
         annobridge init my-labels --source gsheet
     """
+    from bridge.scaffold import init_gsheet_project, init_project
+
     if source is InitSource.gsheet:
         with _errors(False):
             written, steps = init_gsheet_project(directory, force=force)
@@ -378,6 +401,7 @@ def init(
 
 def _platform_rules(quiet: bool) -> Any:
     """For --rules-from-platform: the mapping with the platform's rules, the diff on stderr."""
+    from bridge import platform_rules
 
     def prepare(mapping: MappingConfig) -> MappingConfig:
         found = platform_rules.compare(mapping)
@@ -388,7 +412,7 @@ def _platform_rules(quiet: bool) -> Any:
     return prepare
 
 
-def _print_rules_report(found: platform_rules.PlatformRules, where: str, err: bool) -> None:
+def _print_rules_report(found: PlatformRules, where: str, err: bool) -> None:
     for name in found.missing:
         typer.echo(
             f"{where}: the platform has no rules for '{name}'; the mapping's rules are used",
@@ -479,6 +503,10 @@ def export_command(
         annobridge export mappings/phoenix-excel.yaml --filter metadata.tier:gold --dry-run
         annobridge export mappings/mlflow-excel.yaml --full-text --json
     """
+    from bridge.exporting import export as run_export
+    from bridge.exporting import parse_time
+    from bridge.mapping import load_mapping
+
     _configure_logging(log_format)
     with _errors(as_json):
         result = run_export(
@@ -568,6 +596,9 @@ def rules_pull(
         annobridge rules pull mappings/phoenix-excel.yaml
         annobridge rules pull mappings/phoenix-excel.yaml --check
     """
+    from bridge import platform_rules
+    from bridge.mapping import load_mapping
+
     with _errors(as_json):
         found = platform_rules.pull(load_mapping(mapping), dry_run=dry_run or check)
     code = EXIT_ROWS_FAILED if check and found.changes else EXIT_OK
