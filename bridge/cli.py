@@ -56,6 +56,24 @@ class InitSource(enum.StrEnum):
     gsheet = "gsheet"
 
 
+class InitTarget(enum.StrEnum):
+    phoenix = "phoenix"
+    mlflow = "mlflow"
+    arize = "arize"
+    log10 = "log10"
+
+
+class InitAnnotate(enum.StrEnum):
+    span = "span"
+    trace = "trace"
+    session = "session"
+
+
+class InitIdKind(enum.StrEnum):
+    trace_id = "trace_id"
+    client_request_id = "client_request_id"
+
+
 class LogFormat(enum.StrEnum):
     text = "text"
     json = "json"
@@ -368,6 +386,31 @@ def init(
             "prints the steps to create a service account and share the sheet).",
         ),
     ] = InitSource.excel,
+    target: Annotated[
+        InitTarget,
+        typer.Option(
+            "--target",
+            help="The platform the labels go to: phoenix, mlflow, arize or log10 "
+            "(experimental). The mapping names the platform's own environment variables.",
+        ),
+    ] = InitTarget.phoenix,
+    annotate: Annotated[
+        InitAnnotate | None,
+        typer.Option(
+            "--annotate",
+            help="Phoenix: what the id column holds: span (default), trace or session.",
+            show_default=False,
+        ),
+    ] = None,
+    id_kind: Annotated[
+        InitIdKind | None,
+        typer.Option(
+            "--id-kind",
+            help="MLflow: what the id column holds: trace_id (default; tr-...) or "
+            "client_request_id (the app's own request id).",
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Write a starter mapping and a template workbook (header, status columns, dropdowns).
@@ -377,24 +420,32 @@ def init(
     \b
         annobridge init my-labels
         annobridge sync my-labels/annobridge.yaml --dry-run
+        annobridge init my-labels --target mlflow --id-kind client_request_id
+        annobridge init my-labels --target phoenix --annotate trace --force
         annobridge init my-labels --source gsheet
     """
     from bridge.scaffold import init_gsheet_project, init_project
 
+    kind = annotate.value if annotate else None
+    id_as = id_kind.value if id_kind else None
     if source is InitSource.gsheet:
         with _errors(False):
-            written, steps = init_gsheet_project(directory, force=force)
+            written, steps = init_gsheet_project(
+                directory, target=target.value, annotate=kind, id_kind=id_as, force=force
+            )
         for path in written:
             typer.echo(f"wrote {path}")
         typer.echo(steps)
         raise typer.Exit(EXIT_OK)
     with _errors(False):
-        written = init_project(directory, force=force)
+        written = init_project(
+            directory, target=target.value, annotate=kind, id_kind=id_as, force=force
+        )
     for path in written:
         typer.echo(f"wrote {path}")
     typer.echo(
-        f"next: add span ids and labels to {written[1]}, then run "
-        f"'annobridge sync {written[0]} --dry-run'"
+        f"next: add ids and labels to {written[1]} (or fill it with 'annobridge export "
+        f"{written[0]}'), then run 'annobridge sync {written[0]} --dry-run'"
     )
     raise typer.Exit(EXIT_OK)
 

@@ -63,6 +63,7 @@ from bridge.sources._table import (
     column_letter,
     header_index,
     key_part,
+    near_name,
     place_updates,
     rows_from_grid,
     status_positions,
@@ -925,6 +926,9 @@ class GSheetsSource(Source, ExportSink):
         h = self.header_row
         if len(values) < h or not any(key_part(c) for c in values[h - 1]):
             return set()
+        names = [n for n in (key_part(c) for c in values[h - 1]) if n]
+        if id_column not in names and not near_name(id_column, names):
+            return set()  # append_rows adds the column
         at = header_index(values[h - 1], [id_column], self._where(), h)[id_column]
         found = {key_part(row[at]) for row in values[h:] if at < len(row)}
         found.discard("")
