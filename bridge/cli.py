@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bridge import __version__
-from bridge.errors import EXIT_OK, EXIT_ROWS_FAILED, BridgeError
+from bridge.errors import EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNAVAILABLE, BridgeError
 
 if TYPE_CHECKING:
     from bridge.exporting import ExportResult
     from bridge.mapping import MappingConfig
-    from bridge.pipeline import OnProgress, SyncResult
+    from bridge.pipeline import JobResult, OnProgress, SyncResult
     from bridge.platform_rules import PlatformRules
 
 # Start-up time: each command imports the use case it runs (pipeline, exporting,
@@ -270,8 +270,10 @@ def sync(
     (experimental: log10 has had no release since January 2025; annobridge is tested only
     against its documented API).
 
-    Several mappings (or a folder of them) run one after the other; one that fails does not
-    stop the others, and the exit code is the worst of theirs. Ctrl-C (or SIGTERM) stops
+    Several mappings (or a folder of them: every *.yaml in it is a job, so keep there only
+    the mappings meant to run) run one after the other; one that fails does not stop the
+    others, each error is printed once, the summary says which ran and which could not
+    start, and the exit code is the worst of theirs. Ctrl-C (or SIGTERM) stops
     after the batch in flight, writes the statuses it has and exits 130.
 
     Exit codes: 0 all valid rows synced (or nothing to do); 1 some rows invalid, rejected or
@@ -283,7 +285,7 @@ def sync(
     \b
         annobridge sync mappings/phoenix-excel.yaml --dry-run
         annobridge sync mappings/phoenix-excel.yaml --json
-        annobridge sync mappings/ --quiet --log-format json
+        annobridge sync jobs/ --quiet --log-format json
         annobridge sync mappings/phoenix-excel.yaml --rules-from-platform
     """
     from bridge.mapping import load_mapping
@@ -316,6 +318,13 @@ def sync(
                 on_progress=on_progress,
             )
     code = max((j.exit_code for j in jobs), default=EXIT_OK)
+    for job in jobs:  # each error once, on stderr; --quiet too: errors are never quiet
+        if job.error is not None:
+            line = _job_error(job)
+            if log_format:
+                logging.getLogger("bridge.cli").error("%s", line)
+            else:
+                typer.echo(line, err=True)
     if as_json:
         typer.echo(
             json.dumps(
@@ -326,14 +335,46 @@ def sync(
         for job in jobs:
             if job.result is not None:
                 _report(job.result, False, False, dry_run)
-            else:
-                typer.echo(f"{job.mapping}: {type(job.error).__name__}: {job.error}")
-        worst = {c: sum(1 for j in jobs if j.exit_code == c) for c in {j.exit_code for j in jobs}}
-        typer.echo(
-            f"{len(jobs)} mappings: "
-            + ", ".join(f"{n} exited {c}" for c, n in sorted(worst.items()))
-        )
+        _print_jobs(jobs)
     raise typer.Exit(code)
+
+
+def _job_error(job: JobResult) -> str:
+    """``mapping: Type: message``, without the mapping's path twice."""
+    message = str(job.error)
+    where = str(job.mapping)
+    if message.startswith(where):
+        message = message[len(where) :].lstrip(",: ")
+    return f"{where}: {type(job.error).__name__}: {message}"
+
+
+def _print_jobs(jobs: list[JobResult]) -> None:
+    """Which mappings ran, which could not start (exit 2: nothing sent, fix the mapping or
+    the sheet) and which stopped (exit 3: nothing lost, retry)."""
+    worst = {c: sum(1 for j in jobs if j.exit_code == c) for c in {j.exit_code for j in jobs}}
+    typer.echo(
+        f"{len(jobs)} {_plural(len(jobs), 'mapping')}: "
+        + ", ".join(f"{n} exited {c}" for c, n in sorted(worst.items()))
+    )
+    groups = {
+        "ran": [j for j in jobs if j.error is None],
+        "could not start (nothing sent; fix the mapping or the sheet)": [
+            j for j in jobs if j.error is not None and j.exit_code != EXIT_UNAVAILABLE
+        ],
+        "stopped (nothing lost; retry later)": [
+            j for j in jobs if j.error is not None and j.exit_code == EXIT_UNAVAILABLE
+        ],
+    }
+    for label, group in groups.items():
+        if group:
+            names = ", ".join(
+                f"{j.mapping}" + (f" ({type(j.error).__name__})" if j.error else "") for j in group
+            )
+            typer.echo(f"  {label}: {names}")
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
 
 
 def _report(result: SyncResult, as_json: bool, quiet: bool, dry_run: bool) -> None:

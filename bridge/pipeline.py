@@ -489,7 +489,7 @@ def run_all(
                 mapping = prepare(mapping)
             job.result = run(mapping, stop=stop, **kwargs)
         except BridgeError as exc:
-            log.error("%s: %s", path, exc)
+            log.debug("%s: %s", path, exc)  # the caller reports job.error (the CLI: once)
             job.error = exc
         results.append(job)
     return results
