@@ -147,7 +147,11 @@ def _errors(as_json: bool) -> Iterator[None]:
             typer.echo(
                 json.dumps(
                     {
-                        "error": {"type": type(exc).__name__, "message": str(exc)},
+                        "error": {
+                            "type": type(exc).__name__,
+                            "code": exc.code,
+                            "message": str(exc),
+                        },
                         "exit_code": exc.exit_code,
                     }
                 )
@@ -209,21 +213,54 @@ def _print_summary(result: SyncResult, verb: str) -> None:
 @app.command()
 def validate(
     mapping: MappingArg,
+    online: Annotated[
+        bool,
+        typer.Option(
+            "--online",
+            help="Also contact the sheet and the platform with the configured credentials "
+            "and report what works: a wrong URL, key or sharing shows before the first sync. "
+            "Still sends and writes nothing.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     log_format: LogFormatOpt = None,
 ) -> None:
     """Read the sheet and check every row against the rules; send nothing, write nothing.
 
+    With --online, the sheet and the platform are contacted too (the platform's check:
+    Phoenix projects, the MLflow experiment, the Arize key, the log10 task) and each part is
+    reported; the exit code is the worst: 3 when one is unreachable or refuses the
+    credentials (--json: error.code auth_refused).
+
     Example:
 
     \b
         annobridge validate mappings/phoenix-excel.yaml
+        annobridge validate mappings/phoenix-excel.yaml --online
     """
     from bridge.mapping import load_mapping
     from bridge.pipeline import run
 
     _configure_logging(log_format)
+    if online:
+        from bridge.checking import validate_online
+
+        with _errors(as_json):
+            report = validate_online(load_mapping(mapping))
+        if as_json:
+            typer.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        elif not quiet:
+            if report.result is not None:
+                _print_summary(report.result, "validated")
+            typer.echo("online:")
+        for check in report.checks:
+            if check.error is None and not quiet and not as_json:
+                typer.echo(f"  {check.part} {check.where}: ok ({check.detail})")
+            elif check.error is not None:
+                line = f"{check.part} {check.where}: {type(check.error).__name__}: {check.error}"
+                typer.echo(f"  {line}", err=as_json or quiet)
+        raise typer.Exit(report.exit_code)
     with _errors(as_json):
         result = run(load_mapping(mapping), send=False)
     if as_json:
@@ -328,7 +365,7 @@ def sync(
     if as_json:
         typer.echo(
             json.dumps(
-                {"mappings": [j.to_json() for j in jobs], "exit_code": code}, ensure_ascii=False
+                {"mappings": [_job_json(j) for j in jobs], "exit_code": code}, ensure_ascii=False
             )
         )
     elif not quiet:
@@ -337,6 +374,13 @@ def sync(
                 _report(job.result, False, False, dry_run)
         _print_jobs(jobs)
     raise typer.Exit(code)
+
+
+def _job_json(job: JobResult) -> dict[str, Any]:
+    out = job.to_json()
+    if job.error is not None and isinstance(out.get("error"), dict):
+        out["error"]["code"] = job.error.code
+    return out
 
 
 def _job_error(job: JobResult) -> str:

@@ -18,7 +18,13 @@ import bridge
 
 PACKAGE = Path(bridge.__file__).parent
 
-USE_CASES = {"bridge.pipeline", "bridge.exporting", "bridge.platform_rules", "bridge.scaffold"}
+USE_CASES = {
+    "bridge.pipeline",
+    "bridge.exporting",
+    "bridge.platform_rules",
+    "bridge.scaffold",
+    "bridge.checking",
+}
 ABOVE_ADAPTERS = USE_CASES | {"bridge.registry", "bridge.api", "bridge.cli"}
 # Where a bridge module may be imported inside a function: the registry (an adapter loads
 # only when a mapping names it) and the CLI (a command loads only its use case), both for
