@@ -550,7 +550,11 @@ def save_beside(path: Path, write: Callable[[IO[bytes]], None], failure: str) ->
         with os.fdopen(fd, "w+b") as fh:
             write(fh)
         if path.exists():
-            shutil.copymode(path, tmp)
+            shutil.copymode(path, tmp)  # the original file's mode
+        else:  # a new file gets what the umask gives, not mkstemp's 0600
+            umask = os.umask(0o022)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as exc:
         raise SourceUnavailable(f"{path}: " + failure.format(reason=exc.strerror)) from exc
