@@ -637,7 +637,7 @@ def export_command(
     \b
         annobridge export mappings/phoenix-excel.yaml --since 7d --limit 200
         annobridge export mappings/phoenix-excel.yaml --filter metadata.tier:gold --dry-run
-        annobridge export mappings/mlflow-excel.yaml --full-text --json
+        annobridge export mappings/mlflow-request-ids.yaml --full-text --json
     """
     from bridge.exporting import export as run_export
     from bridge.exporting import parse_time
