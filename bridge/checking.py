@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.errors import EXIT_OK, BridgeError
-from bridge.http import redact
 from bridge.mapping import MappingConfig
 from bridge.pipeline import SyncResult, run
 from bridge.registry import open_source, open_target
 from bridge.sources.base import Source
-from bridge.targets.base import Target
+from bridge.targets.base import Target, describe
 
 
 @dataclass(frozen=True)
@@ -73,22 +72,8 @@ def error_json(exc: BridgeError) -> dict[str, Any]:
     return {"type": type(exc).__name__, "code": exc.code, "message": str(exc)}
 
 
-def target_fields(target: Target) -> dict[str, Any]:
-    """The platform, its URL (credentials removed) and the project (Phoenix project, MLflow
-    experiment, Arize model or project, log10 task) a target writes to."""
-    platform = target.fingerprint().split("|")[0]
-    url = getattr(target, "base_url", None)
-    project = None
-    for attribute in ("project", "experiment"):
-        project = project or getattr(target, attribute, None)
-    config = getattr(target, "config", None)
-    for attribute in ("model_id", "project_id", "task_id"):
-        project = project or getattr(config, attribute, None)
-    return {"platform": platform, "url": redact(url) if url else None, "project": project}
-
-
 def _where(target: Target) -> str:
-    fields = target_fields(target)
+    fields = describe(target)
     text = f"{fields['platform']} at {fields['url']}" if fields["url"] else fields["platform"]
     return text + (f" (project {fields['project']})" if fields["project"] else "")
 

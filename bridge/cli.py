@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from bridge import __version__
 from bridge.errors import EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNAVAILABLE, BridgeError
@@ -29,6 +30,21 @@ if TYPE_CHECKING:
 # platform_rules, scaffold) and rich's progress bar inside its own body, so `--help`,
 # `--version` and `init` never load pandas, pandera, openpyxl, requests or google-auth
 # (tests/test_cli.py checks, in a subprocess; benchmarks/startup.py measures).
+
+
+class _Command(TyperCommand):
+    """Help without typer's placeholders: ``MAPPING...`` in the usage line (not
+    ``{MAPPING}...``), and arguments listed by name (not ``MAPPING <list[Path]>``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [p.replace("{", "").replace("}", "") for p in super().collect_usage_pieces(ctx)]
+
 
 app = typer.Typer(
     name="annobridge",
@@ -194,7 +210,7 @@ def _progress_bar(enabled: bool) -> Iterator[OnProgress | None]:
 def _print_summary(result: SyncResult, verb: str) -> None:
     counts = result.counts
     parts = [f"{counts[k]} {_LABELS.get(k, k)}" for k in _ORDER if counts.get(k)]
-    typer.echo(f"{verb} {result.source} -> {result.target.split('|')[0]}: {result.rows} rows")
+    typer.echo(f"{verb} {result.source} -> {result.target.split('|')[0]}: {_n(result.rows, 'row')}")
     typer.echo("  " + (", ".join(parts) if parts else "nothing to do"))
     for issue in result.issues[:MAX_ISSUES_SHOWN]:
         typer.echo(f"  row {issue.sheet_row}: {issue.status}: {issue.message}")
@@ -203,14 +219,14 @@ def _print_summary(result: SyncResult, verb: str) -> None:
     if result.vanished_rows:
         shown = ", ".join(str(r) for r in result.vanished_rows[:20])
         typer.echo(
-            f"  {len(result.vanished_rows)} rows were deleted from the sheet while syncing "
+            f"  {_n(len(result.vanished_rows), 'row')} deleted from the sheet while syncing "
             f"(rows {shown}); their annotations were sent, their status could not be written"
         )
     if result.statuses_written:
-        typer.echo(f"  status written to {result.statuses_written} rows of {result.source}")
+        typer.echo(f"  status written to {_n(result.statuses_written, 'row')} of {result.source}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def validate(
     mapping: MappingArg,
     online: Annotated[
@@ -270,7 +286,7 @@ def validate(
     raise typer.Exit(result.exit_code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def sync(
     mappings: Annotated[
         list[Path],
@@ -287,7 +303,12 @@ def sync(
     as_json: JsonOpt = False,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", min=1, help="Send at most N rows; the rest wait for the next run."),
+        typer.Option(
+            "--limit",
+            min=1,
+            metavar="N",
+            help="Send at most N rows; the rest wait for the next run.",
+        ),
     ] = None,
     quiet: QuietOpt = False,
     log_format: LogFormatOpt = None,
@@ -421,6 +442,11 @@ def _plural(n: int, word: str) -> str:
     return word if n == 1 else word + "s"
 
 
+def _n(n: int, word: str) -> str:
+    """``1 row``, ``2 rows``."""
+    return f"{n} {_plural(n, word)}"
+
+
 def _report(result: SyncResult, as_json: bool, quiet: bool, dry_run: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
@@ -430,7 +456,7 @@ def _report(result: SyncResult, as_json: bool, quiet: bool, dry_run: bool) -> No
     if dry_run:
         for payload in result.planned:
             typer.echo(json.dumps(payload, ensure_ascii=False, sort_keys=True))
-        typer.echo(f"dry run: would send {len(result.planned)} annotations; nothing sent")
+        typer.echo(f"dry run: would send {_n(len(result.planned), 'annotation')}; nothing sent")
     _print_summary(result, "dry run of" if dry_run else "synced")
     if result.interrupted:
         typer.echo("  interrupted: the rows left are sent by the next run")
@@ -458,10 +484,13 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-@app.command()
+@app.command(cls=_Command)
 def init(
     directory: Annotated[
-        Path, typer.Argument(help="Where to write annobridge.yaml (and labels.xlsx for excel).")
+        Path,
+        typer.Argument(
+            help="Where to write annobridge.yaml (and labels.xlsx for excel).", metavar="DIR"
+        ),
     ] = Path("."),
     source: Annotated[
         InitSource,
@@ -571,13 +600,14 @@ def _print_rules_report(found: PlatformRules, where: str, err: bool) -> None:
             typer.echo(f"  {change.describe()}", err=err)
 
 
-@app.command("export")
+@app.command("export", cls=_Command)
 def export_command(
     mapping: MappingArg,
     since: Annotated[
         str | None,
         typer.Option(
             "--since",
+            metavar="TIME",
             help="Only records that started at or after this time: 2025-03-01, "
             "2025-03-01T12:00:00Z (no zone: UTC) or an age: 30m, 12h, 7d, 2w.",
             show_default=False,
@@ -586,13 +616,17 @@ def export_command(
     until: Annotated[
         str | None,
         typer.Option(
-            "--until", help="Only records that started before this time.", show_default=False
+            "--until",
+            metavar="TIME",
+            help="Only records that started before this time.",
+            show_default=False,
         ),
     ] = None,
     filters: Annotated[
         list[str] | None,
         typer.Option(
             "--filter",
+            metavar="FILTER",
             help="The platform's own filter, repeatable: Phoenix span attributes as key:value "
             "(metadata.tier:gold); MLflow search expressions (tags.env = 'prod'), joined "
             "with AND.",
@@ -600,7 +634,7 @@ def export_command(
         ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Append at most N rows.")
+        int | None, typer.Option("--limit", min=1, metavar="N", help="Append at most N rows.")
     ] = None,
     all_spans: Annotated[
         bool,
@@ -667,14 +701,25 @@ def _print_export(result: ExportResult) -> None:
     if result.dry_run:
         for row in result.rows:
             typer.echo(json.dumps(row, ensure_ascii=False))
-        typer.echo(f"dry run: would append {result.appended} rows; nothing written")
+        typer.echo(f"dry run: would append {_n(result.appended, 'row')}; nothing written")
     elif result.appended:
         typer.echo(
-            f"exported {platform} -> {result.source}: {result.appended} new rows "
-            f"(rows {result.first_row}-{result.last_row})"
+            f"exported {platform} -> {result.source}: {_n(result.appended, 'new row')} "
+            + (
+                f"(row {result.first_row})"
+                if result.first_row == result.last_row
+                else f"(rows {result.first_row}-{result.last_row})"
+            )
         )
     else:
         typer.echo(f"exported {platform} -> {result.source}: nothing new to label")
+    if not (result.appended or result.in_sheet or result.annotated):
+        project = result.where.get("project")
+        if project and result.projects_with_records:
+            typer.echo(
+                f"  project '{project}' has no records to list; projects that have some: "
+                f"{', '.join(result.projects_with_records)} (set target.project)"
+            )
     skipped = []
     if result.in_sheet:
         skipped.append(f"{result.in_sheet} already in the sheet")
@@ -706,7 +751,7 @@ rules_app = typer.Typer(
 app.add_typer(rules_app, name="rules")
 
 
-@rules_app.command("pull")
+@rules_app.command("pull", cls=_Command)
 def rules_pull(
     mapping: MappingArg,
     dry_run: Annotated[

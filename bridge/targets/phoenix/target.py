@@ -519,6 +519,21 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules):
             if not cursor or not spans:
                 return
 
+    def projects_with_records(self, limit: int = 20) -> list[str]:
+        """The other projects that hold spans (the first ``limit`` looked at): the hint when
+        an export finds none in this one."""
+        listing = self._call("GET", "/v1/projects", params={"limit": 100})
+        if listing.status_code != 200:
+            return []
+        names = [str(p.get("name")) for p in listing.json().get("data", []) if p.get("name")]
+        found = []
+        for name in [n for n in names if n != self.project][:limit]:
+            path = f"/v1/projects/{urllib.parse.quote(name, safe='')}/spans"
+            response = self._call("GET", path, params={"limit": 1})
+            if response.status_code == 200 and response.json().get("data"):
+                found.append(name)
+        return found
+
     def _export_id(self, span: Mapping[str, Any]) -> str:
         context = span.get("context") or {}
         return str(context.get("trace_id" if self.kind == "trace" else "span_id") or "")
