@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bridge import cli, pipeline
+from tests.test_cli import SPAN, make_book, make_mapping
 
 HEAVY = ("pandas", "pandera", "openpyxl", "requests", "google", "gspread", "numpy", "rich")
 
@@ -43,3 +45,12 @@ def test_version_and_help_import_no_heavy_library(args: tuple[str, ...]) -> None
 def test_the_summary_order_names_the_pipeline_statuses() -> None:
     assert pipeline.UNCHANGED in cli._ORDER and pipeline.PENDING in cli._ORDER
     assert cli._LABELS == {pipeline.PENDING: "to send"}
+
+
+def test_validate_of_a_workbook_does_not_load_openpyxl(tmp_path: Path) -> None:
+    """Reading goes through calamine; openpyxl (~0.2 s) loads only for the writes that use it."""
+    make_book(tmp_path / "labels.xlsx", [[SPAN, "correct", 1, "fine", "alice"]])
+    mapping = make_mapping(tmp_path)
+    names = imported_modules("validate", str(mapping), "--quiet")
+    assert "bridge.rules" in names
+    assert not [n for n in names if n.split(".")[0] == "openpyxl"]
