@@ -557,9 +557,15 @@ def init(
         )
     for path in written:
         typer.echo(f"wrote {path}")
+    fill = (
+        f" (or fill it with 'annobridge export {written[0]}')"
+        if target in (InitTarget.phoenix, InitTarget.mlflow)
+        else ""
+    )
     typer.echo(
-        f"next: add ids and labels to {written[1]} (or fill it with 'annobridge export "
-        f"{written[0]}'), then run 'annobridge sync {written[0]} --dry-run'"
+        f"next: add ids and labels to {written[1]}{fill}, then run "
+        f"'annobridge validate {written[0]} --online' and "
+        f"'annobridge sync {written[0]} --dry-run'"
     )
     raise typer.Exit(EXIT_OK)
 
