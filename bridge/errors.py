@@ -15,7 +15,12 @@ is a bug and keeps its traceback.
     └── UnavailableError       exit 3: safe to retry later, nothing lost
         ├── SourceUnavailable  exit 3: workbook locked or not writable, sheet unreachable
         ├── TargetUnreachable  exit 3: connection refused, timeouts after retries, 5xx
-        └── AuthRefused        exit 3: 401/403 from the platform
+        └── AuthRefused        exit 3: 401/403 from the platform or the sheet's API
+
+Each class has a ``code``, the stable snake_case name ``--json`` gives as ``error.code`` (the
+class name is ``error.type``): monitoring alerts on ``auth_refused`` (a revoked or wrong key
+will not get better by retrying, though it exits 3 like the rest of UnavailableError) and
+retries the other exit-3 codes.
 
 Row-level problems (an invalid label, a span the platform does not know) are not
 exceptions: they end as a row status and the rest of the batch goes on.
@@ -33,17 +38,21 @@ EXIT_INTERRUPTED = 130
 class BridgeError(Exception):
     """Base of every error annobridge reports to a user."""
 
+    code = "error"
     exit_code = EXIT_ROWS_FAILED
 
 
 class ConfigError(BridgeError):
     """The mapping or the options are wrong; nothing was sent."""
 
+    code = "config"
     exit_code = EXIT_USAGE
 
 
 class MappingError(ConfigError):
     """A mapping file is missing, unparsable or has a bad key."""
+
+    code = "mapping"
 
     def __init__(self, path: object, message: str, key: str | None = None) -> None:
         self.path = str(path)
@@ -55,31 +64,40 @@ class MappingError(ConfigError):
 class AssignmentError(ConfigError):
     """The assignment options cannot be satisfied (bad --per-record, repeated names)."""
 
+    code = "assignment"
+
 
 class RulesConflict(ConfigError):
     """The platform's rules would make every row invalid with the mapping's own settings."""
 
+    code = "rules_conflict"
     exit_code = EXIT_ROWS_FAILED
 
 
 class SourceError(BridgeError):
     """The sheet cannot be used as the mapping describes it; nothing was sent."""
 
+    code = "source"
     exit_code = EXIT_USAGE
 
 
 class UnavailableError(BridgeError):
     """Something we need is not reachable right now; nothing was lost, retry later."""
 
+    code = "unavailable"
     exit_code = EXIT_UNAVAILABLE
 
 
 class SourceUnavailable(UnavailableError):
     """The workbook or sheet cannot be read or written right now."""
 
+    code = "source_unavailable"
+
 
 class TargetUnreachable(UnavailableError):
     """The platform did not answer, or answered with a server error, after retries."""
+
+    code = "target_unreachable"
 
     def __init__(self, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
@@ -89,4 +107,7 @@ class TargetUnreachable(UnavailableError):
 
 
 class AuthRefused(UnavailableError):
-    """The platform refused our credentials (401/403)."""
+    """The platform (or the sheet's API) refused our credentials (401/403): exit 3, but
+    retrying does not help until someone fixes the key (``code`` auth_refused)."""
+
+    code = "auth_refused"

@@ -32,7 +32,7 @@ from bridge.mapping import MappingConfig
 from bridge.records import ExportQuery, ExportRecord, Validation, safe_text
 from bridge.registry import open_sink, open_target
 from bridge.sources.base import ExportSink
-from bridge.targets.base import ExportsRecords, Target
+from bridge.targets.base import ExportsRecords, KnowsProjects, Target, describe
 
 TRUNCATION_MARKER = (
     " … [cut by annobridge: {total:,} characters in all; the full text is on the platform]"
@@ -89,6 +89,10 @@ class ExportResult:
     seconds: float = 0.0
     # with --assign: rows appended per annotator
     assigned: dict[str, int] = field(default_factory=dict)
+    # where the records come from: platform, url, project (``target`` is the fingerprint)
+    where: dict[str, Any] = field(default_factory=dict)
+    # no record found at all: the other projects that have some (Phoenix), for the hint
+    projects_with_records: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -99,6 +103,9 @@ class ExportResult:
             "mapping": self.mapping,
             "source": self.source,
             "target": self.target,
+            "platform": self.where.get("platform", self.target.split("|")[0]),
+            "url": self.where.get("url"),
+            "project": self.where.get("project"),
             "dry_run": self.dry_run,
             "appended": self.appended,
             "first_row": self.first_row,
@@ -109,6 +116,7 @@ class ExportResult:
             ],
             "validations": self.validations,
             "added_columns": self.added_columns,
+            "projects_with_records": self.projects_with_records,
             "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3),
         }
@@ -387,11 +395,15 @@ def export(
             mapping=str(mapping.path or ""),
             source=sink.label,
             target=target.fingerprint(),
+            where=describe(target),
             dry_run=dry_run,
             in_sheet=plan.in_sheet,
             annotated=plan.annotated,
             truncated=plan.truncated,
         )
+        if not plan.rows and not plan.in_sheet and not plan.annotated:
+            if isinstance(target, KnowsProjects):  # nothing listed at all: where are they?
+                result.projects_with_records = target.projects_with_records()
         checks = validations_for(mapping)
         if dry_run:
             result.rows = plan.rows

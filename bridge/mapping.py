@@ -378,7 +378,16 @@ def _explain(exc: ValidationError, path: Path, raw: Any) -> MappingError:
         return MappingError(path, f"unknown key '{name}'{hint}", key=key)
     if kind == "missing":
         return MappingError(path, "this key is required", key=key)
-    if kind == "union_tag_invalid" or kind == "literal_error":
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        tag = str(ctx.get("tag", ""))
+        known = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        close = difflib.get_close_matches(tag, known, n=1, cutoff=0.5)
+        types = ", ".join(known)
+        hint = f"did you mean '{close[0]}'? The types are: " if close else "the types are: "
+        where = _format_loc((*loc, "type"))
+        return MappingError(path, f"unknown type '{tag}'; {hint}{types}", key=where)
+    if kind == "literal_error":
         return MappingError(path, err["msg"], key=key)
     for section in ("synonyms", "labels"):
         if section in loc and kind == "string_type":

@@ -34,7 +34,7 @@ from bridge.state import (
     run_id,
     state_dir,
 )
-from bridge.targets.base import ChecksAnnotations, Target
+from bridge.targets.base import ChecksAnnotations, Target, describe
 
 OnProgress = Callable[[int, int], None]
 """Called with (annotations settled so far, annotations to send)."""
@@ -91,6 +91,8 @@ class SyncResult:
     recovered: int = 0
     interrupted: bool = False
     seconds: float = 0.0
+    # where the annotations go: platform, url, project (``target`` is the opaque fingerprint)
+    where: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -107,6 +109,9 @@ class SyncResult:
             "mapping": self.mapping,
             "source": self.source,
             "target": self.target,
+            "platform": self.where.get("platform", self.target.split("|")[0]),
+            "url": self.where.get("url"),
+            "project": self.where.get("project"),
             "dry_run": self.dry_run,
             "rows": self.rows,
             "counts": {k: self.counts.get(k, 0) for k in keys},
@@ -214,11 +219,18 @@ def plan(
 def _combine(annotations: Sequence[Annotation], outcomes: Sequence[Outcome]) -> tuple[str, str]:
     named = len({a.name for a in annotations}) > 1
     for wanted in (Status.REJECTED, Status.FAILED):
-        reasons = [
-            (f"{a.name}: " if named else "") + o.message
-            for a, o in zip(annotations, outcomes, strict=True)
-            if o.status == wanted
-        ]
+        # one reason per message, with the names it applies to unless it applies to all
+        # (an unknown trace is said once, not once per annotation)
+        by_message: dict[str, list[str]] = {}
+        for a, o in zip(annotations, outcomes, strict=True):
+            if o.status == wanted:
+                by_message.setdefault(o.message, []).append(a.name)
+        all_names = list(dict.fromkeys(a.name for a in annotations))
+        reasons = []
+        for message, names in by_message.items():
+            unique = list(dict.fromkeys(names))
+            prefix = f"{', '.join(unique)}: " if named and unique != all_names else ""
+            reasons.append(prefix + message)
         if reasons:
             suffix = "; will retry on the next run" if wanted == Status.FAILED else ""
             return wanted, "; ".join(reasons) + suffix
@@ -283,6 +295,7 @@ def run(
             source=source.label,
             target=target.fingerprint(),
             dry_run=dry_run or not send,
+            where=describe(target),
         )
         if dry_run or not send:
             checks = _checks(target, strict=dry_run)
@@ -564,7 +577,7 @@ def run_all(
                 mapping = prepare(mapping)
             job.result = run(mapping, stop=stop, **kwargs)
         except BridgeError as exc:
-            log.error("%s: %s", path, exc)
+            log.debug("%s: %s", path, exc)  # the caller reports job.error (the CLI: once)
             job.error = exc
         results.append(job)
     return results

@@ -349,7 +349,8 @@ def _message(spec: AnnotationSpec, kind: str, check: str, value: Any, patterns: 
         squeezed = "".join(full.split())
         if squeezed != full and re.fullmatch(patterns[kind][0], squeezed):
             return f"{spec.id_column} '{shown}' has spaces inside; remove them: '{squeezed}'"
-        return f"{spec.id_column} '{shown}' is not a {kind} id ({patterns[kind][1]})"
+        article = "an" if kind[:1] in "aeiouAEIOU" or kind.startswith("MLflow") else "a"
+        return f"{spec.id_column} '{shown}' is not {article} {kind} id ({patterns[kind][1]})"
     if check == "label_allowed":
         allowed = ", ".join(rules.labels or [])
         return f"{lbl} '{_shown(value)}' is not one of: {allowed}"
@@ -451,6 +452,8 @@ def _evaluate(
     for verdict in verdicts:
         if verdict.problems:
             verdict.annotations.clear()
+            # entries sharing a column find the same problem: say it once per row
+            verdict.problems[:] = dict.fromkeys(verdict.problems)
     return verdicts
 
 

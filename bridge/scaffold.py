@@ -14,23 +14,36 @@ from bridge.mapping import MappingConfig, load_mapping, parse_mapping
 from bridge.sources._table import column_letter
 from bridge.sources.gsheets.source import credential_files, service_account_email
 
-STARTER_MAPPING = """\
+TARGETS = ("phoenix", "mlflow", "arize", "log10")
+PHOENIX_ANNOTATE = ("span", "trace", "session")
+MLFLOW_ID_KINDS = ("trace_id", "client_request_id")
+
+_HEAD = """\
 # annobridge mapping: where the labels are, where they go, and the rules they follow.
-# Paths are relative to this file; ${{VAR}} and ${{VAR:-default}} expand from the environment.
-# Secrets never go here: set PHOENIX_API_KEY in the environment when your Phoenix needs one.
+# Paths are relative to this file; ${VAR} and ${VAR:-default} expand from the environment.
+"""
+
+_EXCEL_SOURCE = """\
 source:
   type: excel
   path: {workbook}
   worksheet: Labels
   header_row: 1
+"""
+
+_PHOENIX = """\
+# Where Phoenix is and who you are come from Phoenix's own variables, never from this file:
+#   PHOENIX_COLLECTOR_ENDPOINT or PHOENIX_BASE_URL (or PHOENIX_HOST and PHOENIX_PORT;
+#   default http://127.0.0.1:6006), PHOENIX_PROJECT_NAME (default: default), and
+#   PHOENIX_API_KEY (or PHOENIX_CLIENT_HEADERS) when your Phoenix has auth enabled.
 target:
   type: phoenix
-  url: ${{PHOENIX_BASE_URL:-http://127.0.0.1:6006}}
-  annotate: span            # span | trace | session
-  project: ${{PHOENIX_PROJECT_NAME:-default}}
+  # url: http://127.0.0.1:6006     # overrides the PHOENIX_* variables
+  annotate: {annotate}              # span | trace | session: what the id column holds
+  # project: my-app                 # overrides PHOENIX_PROJECT_NAME
 annotations:
   - name: correctness
-    id_column: span_id
+    id_column: {id_column}
     label_column: label
     score_column: score
     explanation_column: explanation
@@ -43,6 +56,119 @@ annotations:
       score_max: 1
       require: label
 """
+
+_MLFLOW = """\
+# Where MLflow is and who you are come from MLflow's own variables, never from this file:
+#   MLFLOW_TRACKING_URI (default http://localhost:5000), and MLFLOW_TRACKING_USERNAME with
+#   MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN, when your server has auth enabled.
+target:
+  type: mlflow
+  experiment: ${{MLFLOW_EXPERIMENT_NAME:-Default}}   # name or id; export needs it
+  id_kind: {id_kind}      # trace_id (tr-...) | client_request_id (the app's own request id)
+  values:
+    correctness: pass_fail            # correct -> true, incorrect -> false (labels order)
+annotations:
+  - name: correctness
+    id_column: {id_column}
+    label_column: label
+    explanation_column: explanation   # sent as the rationale
+    annotator_column: annotator       # sent as the source id, with source type HUMAN
+    annotator_kind: HUMAN
+    rules:
+      labels: [correct, incorrect]
+      synonyms: {{"👍": correct, "👎": incorrect, "yes": correct, "no": incorrect}}
+      require: label
+"""
+
+_ARIZE = """\
+# Arize AX through its GraphQL API (updateAnnotations). The key comes from ARIZE_API_KEY
+# (a developer key from Arize's settings), never from this file.
+target:
+  type: arize
+  api: graphql
+  url: ${{ARIZE_APP_URL:-https://app.arize.com}}    # GraphQL is at <url>/graphql
+  model_id: ${{ARIZE_MODEL_ID:-<the model's id, as in its Arize URL>}}
+  environment: tracing
+  # Arize needs a startTime at most 24 h before each record's start: each row's own
+  start_time_column: start_time
+annotations:
+  # Arize's GraphQL API takes a label or a score, not both: one entry for each.
+  - name: correctness
+    id_column: span_id
+    label_column: label
+    explanation_column: explanation
+    annotator_column: annotator
+    rules:
+      labels: [correct, incorrect]
+      require: label
+  - name: correctness_score
+    id_column: span_id
+    score_column: score
+    annotator_column: annotator
+    rules:
+      score_min: 0
+      score_max: 1
+"""
+
+_LOG10 = """\
+# log10 feedback (EXPERIMENTAL: log10 has had no release since January 2025). Credentials
+# come from LOG10_TOKEN and LOG10_ORG_ID, never from this file; LOG10_URL defaults to
+# https://log10.io.
+target:
+  type: log10
+  task_id: ${{LOG10_TASK_ID:-<the feedback task's id>}}   # its JSON schema checks every row
+  match: tags                     # tags | completion_ids: what the id column holds
+  json_values:                    # task field -> label | score | explanation | annotator
+    feedback: label
+  on_edit: reject                 # log10 cannot update feedback: refuse edited rows
+annotations:
+  - name: feedback
+    id_column: tags
+    label_column: label
+    explanation_column: explanation   # sent as the feedback's comment
+    annotator_column: annotator
+    rules:
+      labels: [good, bad]
+      require: label
+"""
+
+
+def starter_mapping(
+    target: str = "phoenix",
+    *,
+    workbook: str = "labels.xlsx",
+    annotate: str | None = None,
+    id_kind: str | None = None,
+) -> str:
+    """The text of a starter mapping for ``target``, on an Excel workbook.
+
+    :param annotate: Phoenix only: span (default), trace or session.
+    :param id_kind: MLflow only: trace_id (default) or client_request_id.
+    :raises ConfigError: an unknown target, or an option the target does not take.
+    """
+    if target not in TARGETS:
+        raise ConfigError(f"--target '{target}': choose one of {', '.join(TARGETS)}")
+    if annotate is not None and target != "phoenix":
+        raise ConfigError(f"--annotate is for --target phoenix; {target} does not take it")
+    if id_kind is not None and target != "mlflow":
+        raise ConfigError(f"--id-kind is for --target mlflow; {target} does not take it")
+    if annotate is not None and annotate not in PHOENIX_ANNOTATE:
+        raise ConfigError(f"--annotate '{annotate}': choose one of {', '.join(PHOENIX_ANNOTATE)}")
+    if id_kind is not None and id_kind not in MLFLOW_ID_KINDS:
+        raise ConfigError(f"--id-kind '{id_kind}': choose one of {', '.join(MLFLOW_ID_KINDS)}")
+    if target == "phoenix":
+        kind = annotate or "span"
+        body = _PHOENIX.format(annotate=kind, id_column=f"{kind}_id")
+    elif target == "mlflow":
+        kind = id_kind or "trace_id"
+        column = "trace_id" if kind == "trace_id" else "request_id"
+        body = _MLFLOW.format(id_kind=kind, id_column=column)
+    elif target == "arize":
+        body = _ARIZE.format()
+    else:
+        body = _LOG10.format()
+    return _HEAD + _EXCEL_SOURCE.format(workbook=workbook) + body
+
 
 CONTEXT_COLUMNS = ["input", "output"]
 MAX_LIST_VALIDATION = 255  # Excel refuses list validations longer than 255 characters
@@ -59,6 +185,9 @@ def template_columns(mapping: MappingConfig) -> list[str]:
         for c in a.used_columns():
             if c not in cols:
                 cols.append(c)
+    for c in mapping.target.extra_columns():
+        if c not in cols:
+            cols.append(c)
     return cols + [c for c in mapping.status.columns().names() if c not in cols]
 
 
@@ -109,11 +238,19 @@ def write_template_workbook(path: Path, mapping: MappingConfig, rows: int = 1000
     book.save(path)
 
 
-def init_project(directory: Path, *, force: bool = False) -> list[Path]:
-    """Write ``annobridge.yaml`` and ``labels.xlsx`` into ``directory``.
+def init_project(
+    directory: Path,
+    *,
+    target: str = "phoenix",
+    annotate: str | None = None,
+    id_kind: str | None = None,
+    force: bool = False,
+) -> list[Path]:
+    """Write ``annobridge.yaml`` and ``labels.xlsx`` (for ``target``) into ``directory``.
 
-    :raises ConfigError: a file exists already and ``force`` is False.
+    :raises ConfigError: a file exists already and ``force`` is False, or a bad option.
     """
+    text = starter_mapping(target, workbook="labels.xlsx", annotate=annotate, id_kind=id_kind)
     directory.mkdir(parents=True, exist_ok=True)
     mapping_path = directory / "annobridge.yaml"
     workbook_path = directory / "labels.xlsx"
@@ -121,12 +258,19 @@ def init_project(directory: Path, *, force: bool = False) -> list[Path]:
     if existing and not force:
         names = ", ".join(str(p) for p in existing)
         raise ConfigError(f"{names} already exists; pass --force to overwrite")
-    mapping_path.write_text(STARTER_MAPPING.format(workbook=workbook_path.name), encoding="utf-8")
+    mapping_path.write_text(text, encoding="utf-8")
     write_template_workbook(workbook_path, load_mapping(mapping_path))
     return [mapping_path, workbook_path]
 
 
-def init_gsheet_project(directory: Path, *, force: bool = False) -> tuple[list[Path], str]:
+def init_gsheet_project(
+    directory: Path,
+    *,
+    target: str = "phoenix",
+    annotate: str | None = None,
+    id_kind: str | None = None,
+    force: bool = False,
+) -> tuple[list[Path], str]:
     """Write ``annobridge.yaml`` for a Google Sheet into ``directory``; return it and the steps.
 
     The steps say how to create a service account and its key, share the sheet with it, lay
@@ -136,9 +280,9 @@ def init_gsheet_project(directory: Path, *, force: bool = False) -> tuple[list[P
     :raises ConfigError: the mapping exists already and ``force`` is False.
     """
     placeholder = "<paste the sheet's URL here>"
-    excel = STARTER_MAPPING.format(workbook="labels.xlsx")
+    excel = starter_mapping(target, workbook="labels.xlsx", annotate=annotate, id_kind=id_kind)
     text = (
-        "# annobridge mapping: SMEs label in a Google Sheet; the labels go to Phoenix.\n"
+        f"# annobridge mapping: SMEs label in a Google Sheet; the labels go to {target}.\n"
         "# Paths are relative to this file; ${VAR} and ${VAR:-default} expand from the "
         "environment.\n"
         "# Secrets never go here: the service account's key stays in its own file.\n"
@@ -150,7 +294,8 @@ def init_gsheet_project(directory: Path, *, force: bool = False) -> tuple[list[P
         "  header_row: 1\n"
         "  # The service account's JSON key. Without this line annobridge uses\n"
         "  # GOOGLE_APPLICATION_CREDENTIALS, then ~/.config/gspread/service_account.json.\n"
-        "  # credentials: service_account.json\n" + excel[excel.index("target:") :]
+        "  # credentials: service_account.json\n"
+        + excel[excel.index("header_row: 1\n") + len("header_row: 1\n") :]
     )
     directory.mkdir(parents=True, exist_ok=True)
     mapping_path = directory / "annobridge.yaml"

@@ -68,17 +68,29 @@ class RunLock:
         self._fh: IO[str] | None = None
 
     def __enter__(self) -> RunLock:
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
+        # The file is removed when a run ends (no lock files piling up): a lock taken on a
+        # file that was removed meanwhile, or replaced, is no lock; open it again.
+        for _ in range(100):
+            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                fh.close()
+                raise UnavailableError(
+                    f"another sync of {self.what} is running, pid {holder}; this run did "
+                    "nothing. It will be picked up by the next run"
+                ) from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fh.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             fh.close()
-            raise UnavailableError(
-                f"another sync of {self.what} is running, pid {holder}; this run did nothing. "
-                "It will be picked up by the next run"
-            ) from None
+        else:  # pragma: no cover - a hundred runs ending exactly as this one starts
+            raise UnavailableError(f"could not take the run lock of {self.what}; run again")
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
@@ -93,8 +105,7 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         if self._fh is not None:
-            self._fh.seek(0)
-            self._fh.truncate()
+            self.path.unlink(missing_ok=True)  # while still holding it: see __enter__
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None

@@ -4,8 +4,12 @@ This is how a real app gets its traces into MLflow (``@mlflow.trace`` and
 ``mlflow.update_current_trace(client_request_id=...)``), so the traces annobridge labels are
 real ones. Export is synchronous (MLFLOW_ENABLE_ASYNC_TRACE_LOGGING=false): the default async
 exporter silently drops traces once its queue (1000) is full. Trace ids come from a seeded
-generator, so the same ``--seed`` gives the same ids on a fresh server (``--threads`` > 1
-trades that for speed).
+generator (``--threads`` > 1 trades that for speed). By default the seed comes from the
+experiment (its id and how many traces it holds already), so seeding a second experiment on
+the same server, or the same one again, makes new trace ids instead of moving the traces of
+the first (MLflow keys a trace by its id alone), and request ids are numbered after the
+traces the experiment holds already; ``--seed N`` gives the same ids for the same N on a
+fresh server (the tests' recordings use it).
 
 Runs with the MLflow virtualenv's Python (it needs mlflow, not annobridge):
 
@@ -73,7 +77,7 @@ def seed(
     url: str,
     experiment: str,
     count: int,
-    seed_value: int,
+    seed_value: int | None,
     request_prefix: str | None,
     shared_request_id: str | None,
     shared_count: int,
@@ -81,14 +85,19 @@ def seed(
 ) -> list[dict[str, Any]]:
     mlflow.set_tracking_uri(url)
     experiment_id = mlflow.set_experiment(experiment).experiment_id
+    # Numbered after the traces the experiment holds already: seeding it again adds new
+    # request ids (req-0010, ...) instead of a second trace for req-0000.
+    existing = len(trace_ids(experiment_id))
+    seed_text = default_seed(experiment_id, existing) if seed_value is None else str(seed_value)
     plan: list[tuple[int, str | None]] = [
-        (i, f"{request_prefix}-{i:04d}" if request_prefix else None) for i in range(count)
+        (i, f"{request_prefix}-{existing + i:04d}" if request_prefix else None)
+        for i in range(count)
     ]
     plan += [
         (count + j, shared_request_id) for j in range(shared_count if shared_request_id else 0)
     ]
     # OpenTelemetry's default id generator draws from the global random module.
-    random.seed(seed_value)
+    random.seed(seed_text)
     if threads > 1:
         with ThreadPoolExecutor(threads) as pool:
             records = list(pool.map(lambda p: _one_trace(*p), plan))
@@ -99,8 +108,13 @@ def seed(
     return records
 
 
-def check_landed(records: list[dict[str, Any]], experiment_id: str) -> None:
-    """Every seeded trace must be stored: read them all back (pages of 500)."""
+def default_seed(experiment_id: str, existing: int) -> str:
+    """The seed when --seed is not given: the experiment, and the traces it holds already."""
+    return f"annobridge-demo:{experiment_id}:{existing}"
+
+
+def trace_ids(experiment_id: str) -> set[str]:
+    """The ids of the experiment's traces (pages of 500)."""
     client = MlflowClient()
     seen: set[str] = set()
     token = None
@@ -112,6 +126,12 @@ def check_landed(records: list[dict[str, Any]], experiment_id: str) -> None:
         token = page.token
         if not token:
             break
+    return seen
+
+
+def check_landed(records: list[dict[str, Any]], experiment_id: str) -> None:
+    """Every seeded trace must be stored: read them all back."""
+    seen = trace_ids(experiment_id)
     missing = [r["trace_id"] for r in records if r["trace_id"] not in seen]
     if missing:
         sys.exit(f"seed: {len(missing)} of {len(records)} traces did not land, e.g. {missing[0]}")
@@ -122,11 +142,18 @@ def main() -> None:
     parser.add_argument("--url", required=True, help="MLflow tracking server URL")
     parser.add_argument("--experiment", default="annobridge-demo", help="experiment name")
     parser.add_argument("--count", type=int, default=20, help="number of traces")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the trace ids")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the trace ids (default: from the experiment and its traces, so a "
+        "second seeding makes new ids)",
+    )
     parser.add_argument(
         "--request-prefix",
         default="req",
-        help="trace i gets client_request_id PREFIX-000i; '' for none",
+        help="trace i gets client_request_id PREFIX-000i, numbered after the traces the "
+        "experiment holds already; '' for none",
     )
     parser.add_argument(
         "--shared-request-id", default=None, help="add traces that share this client_request_id"

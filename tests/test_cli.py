@@ -173,7 +173,7 @@ def test_dry_run_prints_the_payloads_and_touches_nothing(tmp_path: Path) -> None
     assert payload["span_id"] == SPAN
     assert payload["result"] == {"label": "correct", "score": 1.0, "explanation": "fine"}
     assert payload["identifier"] == "annobridge:alice"
-    assert "would send 1 annotations; nothing sent" in result.stdout
+    assert "would send 1 annotation; nothing sent" in result.stdout
     assert book.read_bytes() == before
 
 

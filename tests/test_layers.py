@@ -24,6 +24,7 @@ USE_CASES = {
     "bridge.platform_rules",
     "bridge.scaffold",
     "bridge.rounds",
+    "bridge.checking",
 }
 ABOVE_ADAPTERS = USE_CASES | {"bridge.registry", "bridge.api", "bridge.cli"}
 # Where a bridge module may be imported inside a function: the registry (an adapter loads

@@ -381,8 +381,7 @@ def test_no_annotations(tmp_path: Path) -> None:
 
 def test_unknown_source_type_lists_the_types(tmp_path: Path) -> None:
     assert error_of(tmp_path, GOOD.replace("type: excel", "type: xlsx")) == (
-        ", key 'source': Input tag 'xlsx' found using 'type' does not match any of the expected "
-        "tags: 'excel', 'csv', 'gsheet'"
+        ", key 'source.type': unknown type 'xlsx'; the types are: excel, csv, gsheet"
     )
 
 

@@ -151,8 +151,8 @@ def test_rejected_and_failed_rows_say_why_and_are_retried(
     assert result.exit_code == 1
     rows = cells(book)
     assert [r["sync_status"] for r in rows] == ["synced", "rejected", "failed"]
-    assert rows[1]["sync_message"] == (
-        f"correctness: no span '{SPANS[1]}'; helpfulness: no span '{SPANS[1]}'"
+    assert rows[1]["sync_message"] == (  # both annotations: said once (issue 13)
+        f"no span '{SPANS[1]}'"
     )
     assert rows[2]["sync_message"].endswith("will retry on the next run")
     assert rows[1]["sync_hash"] is None  # no hash: the next run sends it again

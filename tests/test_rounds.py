@@ -3,6 +3,7 @@ export with assignment. The figures here are worked out by hand in the comments.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -365,3 +366,36 @@ def test_a_google_tab_of_that_name_made_by_the_smes_is_refused(gsheet: Any, tmp_
     with pytest.raises(SourceError, match="tab 'Agreement' that annobridge did not write"):
         measure(gsheet_mapping(tmp_path), source=gsheet_source(gsheet))
     assert gsheet.grid(GKEY, "Agreement") == [["our notes"]]
+
+
+def test_the_cli_prints_json_and_exits_with_the_code(project: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bridge.cli import app
+
+    out = CliRunner().invoke(app, ["agreement", str(project / "m.yaml"), "--json", "--no-write"])
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.stdout)
+    assert body["exit_code"] == 0 and body["left_out"] == {"invalid": 1}
+    assert body["results"][0]["name"] == "correctness"
+    assert body["tabs_written"] == []
+    text = CliRunner().invoke(app, ["agreement", str(project / "m.yaml")])
+    assert text.exit_code == 0, text.output
+    assert "correctness: 4 records, 3 labelled by two or more of alice, bob, carol" in text.stdout
+    assert "written: tabs Agreement, Disagreements" in text.stdout
+    bad = CliRunner().invoke(app, ["agreement", str(project / "m.yaml"), "--report", "x.pdf"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert ".html or a .png" in bad.stderr
+
+
+def test_export_assign_from_the_cli_refuses_bad_names_before_writing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bridge.cli import app
+
+    (tmp_path / "m.yaml").write_text(MAPPING, encoding="utf-8")
+    out = CliRunner().invoke(
+        app, ["export", str(tmp_path / "m.yaml"), "--assign", "alice,alice", "--per-record", "1"]
+    )
+    assert out.exit_code == 2 and "annotator names are repeated: alice" in out.stderr
+    assert not (tmp_path / "labels.xlsx").exists()

@@ -101,6 +101,9 @@ def _near(name: str, found: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
+near_name = _near  # for the export sinks: a missing id column that is no near miss is added
+
+
 def status_positions(header: Sequence[Any], columns: StatusColumns) -> dict[str, int]:
     """Where the status columns are, for those that exist already (the first, if repeated)."""
     out: dict[str, int] = {}

@@ -8,6 +8,7 @@ ExportsRecords, PullsRules)``), mypy checks the signatures, and the use cases as
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -72,6 +73,13 @@ class ExportsRecords(Protocol):
 
 
 @runtime_checkable
+class KnowsProjects(Protocol):
+    """A target that can name its other projects that hold records (export's hint)."""
+
+    def projects_with_records(self, limit: int = 20) -> list[str]: ...
+
+
+@runtime_checkable
 class PullsRules(Protocol):
     """Reads the annotation rules (labels, score bounds) from the platform's own configs."""
 
@@ -86,6 +94,26 @@ class ReadsJudgeAnnotations(Protocol):
         """The LLM annotations named ``name`` on these records (by the sheet's record id);
         a record with none is absent."""
         ...
+
+
+_URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")  # as in bridge.http.redact
+
+
+def describe(target: Target) -> dict[str, Any]:
+    """Where a target writes, for people and machines: ``platform``, ``url`` (without
+    credentials) and ``project`` (the Phoenix project, MLflow experiment, Arize model or
+    project, log10 task; None when the platform has none)."""
+    platform = target.fingerprint().split("|")[0]
+    url = getattr(target, "base_url", None)
+    project = getattr(target, "project", None) or getattr(target, "experiment", None)
+    config = getattr(target, "config", None)
+    for attribute in ("model_id", "project_id", "task_id"):
+        project = project or getattr(config, attribute, None)
+    return {
+        "platform": platform,
+        "url": _URL_CREDENTIALS.sub("//***@", url) if isinstance(url, str) else None,
+        "project": project if isinstance(project, str) else None,
+    }
 
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:

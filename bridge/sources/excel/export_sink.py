@@ -30,7 +30,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from bridge.errors import SourceError, SourceUnavailable
 from bridge.records import AppendReport, StatusColumns, Validation, list_problem
-from bridge.sources._table import column_letter, key_part
+from bridge.sources._table import column_letter, key_part, near_name
 from bridge.sources.base import ExportSink, ReadSpec
 from bridge.sources.excel.source import ExcelSource, save_beside
 
@@ -83,35 +83,39 @@ class ExcelExportSink(ExportSink):
     # -- reading ------------------------------------------------------------------------
 
     def existing_ids(self, id_column: str) -> set[str]:
-        """The ids in ``id_column`` on every data row; empty for a new or blank sheet."""
+        """The ids in ``id_column`` on every data row; empty for a new or blank sheet, and for
+        a header without the column (``append_rows`` adds it), unless a header cell is a
+        near miss of it (then the reader's error, with its "did you mean")."""
         if not self.path.exists():
             return set()
         spec = ReadSpec(columns=[id_column], key_columns=[id_column], status=StatusColumns())
         try:
             rows = self._source.read(spec)
         except SourceError:
-            if self._blank_header():
+            names = self._header_names()
+            if names is not None and id_column not in names and not near_name(id_column, names):
                 return set()
             raise
         return {row.key[0] for row in rows if row.key and row.key[0]}
 
-    def _blank_header(self) -> bool:
-        """True when the worksheet exists and its header row is empty (a new sheet)."""
+    def _header_names(self) -> list[str] | None:
+        """The names in the header row ([] when it is empty); None when the worksheet is
+        missing or the file unreadable."""
         try:
             book = python_calamine.CalamineWorkbook.from_path(str(self.path))
         except Exception:  # noqa: BLE001 - the caller re-raises the reader's own error
-            return False
+            return None
         try:
             names: list[str] = list(book.sheet_names)
             name = self.worksheet if self.worksheet is not None else (names or [""])[0]
             if name not in names:
-                return False
+                return None
             grid = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
         finally:
             book.close()
         if len(grid) < self.header_row:
-            return True
-        return not any(key_part(c) for c in grid[self.header_row - 1])
+            return []
+        return [n for n in (key_part(c) for c in grid[self.header_row - 1]) if n]
 
     # -- writing ------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 import zlib
@@ -22,9 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-import openpyxl
 import python_calamine
-from openpyxl.utils.exceptions import InvalidFileException
 
 from bridge._gc import gc_paused
 from bridge.errors import SourceError, SourceUnavailable
@@ -73,6 +72,24 @@ def _utf16(name: str) -> bytes:
     return name.encode("utf-16-le")
 
 
+def _unreadable() -> tuple[type[BaseException], ...]:
+    """What a reader raises for a file that is no readable .xlsx; openpyxl's error only once
+    openpyxl is loaded: it is imported by the write path that uses it, so that reading
+    (validate, sync) does not pay for it."""
+    found: tuple[type[BaseException], ...] = (
+        python_calamine.ZipError,
+        python_calamine.XmlError,
+        python_calamine.CalamineError,
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        KeyError,
+        ValueError,
+    )
+    errors = sys.modules.get("openpyxl.utils.exceptions")
+    return (*found, errors.InvalidFileException) if errors is not None else found
+
+
 @contextlib.contextmanager
 def _reading(path: Path) -> Iterator[None]:
     """Turn reader errors into SourceErrors that say what is wrong with the file."""
@@ -82,17 +99,7 @@ def _reading(path: Path) -> Iterator[None]:
         raise SourceError(
             f"{path}: the workbook is password-protected; save an unprotected copy"
         ) from exc
-    except (
-        python_calamine.ZipError,
-        python_calamine.XmlError,
-        python_calamine.CalamineError,
-        zipfile.BadZipFile,
-        zlib.error,
-        EOFError,
-        InvalidFileException,
-        KeyError,
-        ValueError,
-    ) as exc:
+    except _unreadable() as exc:
         raise SourceError(
             f"{path}: not a readable .xlsx workbook ({type(exc).__name__}: {exc}); "
             "open it in Excel and save it as an Excel Workbook (.xlsx)"
@@ -518,6 +525,8 @@ class ExcelSource(Source):
 
     def _write_with_openpyxl(self, name: str, plan: _Plan) -> None:
         """The slow path: load the whole workbook with openpyxl, set the cells, save."""
+        import openpyxl  # the slow path only: reading never needs it
+
         with _reading(self.path):
             book = openpyxl.load_workbook(self.path, rich_text=True)
         ws = book[name]
@@ -563,7 +572,11 @@ def save_beside(path: Path, write: Callable[[IO[bytes]], None], failure: str) ->
         with os.fdopen(fd, "w+b") as fh:
             write(fh)
         if path.exists():
-            shutil.copymode(path, tmp)
+            shutil.copymode(path, tmp)  # the original file's mode
+        else:  # a new file gets what the umask gives, not mkstemp's 0600
+            umask = os.umask(0o022)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as exc:
         raise SourceUnavailable(f"{path}: " + failure.format(reason=exc.strerror)) from exc

@@ -14,12 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import openpyxl
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.comments import Comment
-from openpyxl.styles import Font
-from openpyxl.utils.exceptions import InvalidFileException
-
 from bridge.errors import SourceError, SourceUnavailable
 from bridge.records import safe_text
 from bridge.sources.base import WritesOwnedTabs
@@ -30,6 +24,13 @@ OWNED_MARK = "annobridge owns this tab and replaces it on each run"
 
 def replace_tab(path: Path, title: str, rows: Sequence[Sequence[Any]]) -> None:
     """Replace (or add, last) the tab ``title`` of the workbook with ``rows``."""
+    # openpyxl loads here, not at import: reading and validating a workbook never need it
+    import openpyxl
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.comments import Comment
+    from openpyxl.styles import Font
+    from openpyxl.utils.exceptions import InvalidFileException
+
     try:
         book = openpyxl.load_workbook(path, rich_text=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError) as exc:

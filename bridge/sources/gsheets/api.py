@@ -215,10 +215,19 @@ class GoogleErrors:
         try:
             yield
         except RetriesExhausted as exc:
+            if exc.problem.startswith("HTTP 429"):
+                hint = "That is Google's per-minute quota: wait a minute before running again"
+            elif exc.problem.startswith("HTTP "):
+                hint = "Google's servers answered with errors: run again later"
+            else:  # nothing answered: the network, not the quota
+                hint = (
+                    "Nothing answered: Google cannot be reached from here (the network, DNS, "
+                    "a proxy in HTTPS_PROXY, or a firewall blocking oauth2.googleapis.com or "
+                    "sheets.googleapis.com); check the connection and run again"
+                )
             raise SourceUnavailable(
                 f"{self._where()}: Google Sheets kept failing ({exc.problem}) on {exc.attempts} "
-                f"tries over {exc.waited:.0f} s. {self._after(phase, written())} If this is "
-                "the quota (429), wait a minute before running again"
+                f"tries over {exc.waited:.0f} s. {self._after(phase, written())} {hint}"
             ) from None
         except APIError as exc:
             raise self._api_error(exc, phase, written()) from None

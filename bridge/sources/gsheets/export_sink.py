@@ -15,7 +15,7 @@ from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
 
 from bridge.errors import BridgeError, SourceError
 from bridge.records import AppendReport, Validation, list_problem, safe_text
-from bridge.sources._table import header_index, key_part
+from bridge.sources._table import header_index, key_part, near_name
 from bridge.sources.base import ExportSink
 from bridge.sources.gsheets.data import request_body, write_chunks
 from bridge.sources.gsheets.worksheet import Layout, Worksheet
@@ -51,6 +51,9 @@ class GSheetsExport(Worksheet, ExportSink):
         h = self.header_row
         if len(values) < h or not any(key_part(c) for c in values[h - 1]):
             return set()
+        names = [n for n in (key_part(c) for c in values[h - 1]) if n]
+        if id_column not in names and not near_name(id_column, names):
+            return set()  # append_rows adds the column
         at = header_index(values[h - 1], [id_column], self._where(), h)[id_column]
         found = {key_part(row[at]) for row in values[h:] if at < len(row)}
         found.discard("")

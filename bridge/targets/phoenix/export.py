@@ -128,3 +128,18 @@ def _time(value: Any) -> datetime | None:
         return datetime.fromisoformat(str(value)) if value else None
     except ValueError:
         return None
+
+
+def projects_with_records(client: PhoenixClient, limit: int = 20) -> list[str]:
+    """The projects other than the client's that hold spans (the first ``limit`` looked at)."""
+    listing = client.call("GET", "/v1/projects", params={"limit": 100})
+    if listing.status_code != 200:
+        return []
+    names = [str(p.get("name")) for p in listing.json().get("data", []) if p.get("name")]
+    found = []
+    for name in [n for n in names if n != client.project][:limit]:
+        path = f"/v1/projects/{urllib.parse.quote(name, safe='')}/spans"
+        response = client.call("GET", path, params={"limit": 1})
+        if response.status_code == 200 and response.json().get("data"):
+            found.append(name)
+    return found

@@ -379,6 +379,11 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
     def export_records(self, query: ExportQuery) -> Iterator[ExportRecord]:
         return export.export_records(self.client, self.kind, query)
 
+    def projects_with_records(self, limit: int = 20) -> list[str]:
+        """The other projects that hold spans (the first ``limit`` looked at): the hint when
+        an export finds none in this one."""
+        return export.projects_with_records(self.client, limit)
+
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
         return rules.fetch_rules(self.client, names)
 
