@@ -55,6 +55,11 @@ class Row:
     status: dict[str, Any] = field(default_factory=dict)
 
 
+# The key of ``Annotation.extra`` that holds the annotation entry's note (its note_column's
+# cell, "" when empty); a key no sheet column is likely to be named.
+NOTE_EXTRA = "annobridge:note"
+
+
 @dataclass(frozen=True)
 class Annotation:
     """One annotation to send: what it is about, and what it says."""
