@@ -15,10 +15,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from typer.testing import CliRunner
 
 from bridge.cli import app
+from tests.builders import sheet_records
 from tests.servers import PhoenixServer
 
 pytestmark = pytest.mark.phoenix
@@ -228,3 +230,78 @@ def test_a_note_on_a_document_annotation_goes_on_its_span(
     assert [(n["identifier"], n["result"]["explanation"]) for n in held] == [
         (f"annobridge:carol:doc_note:{span}:1", "off topic")
     ]
+
+
+def test_export_of_retriever_spans_one_row_per_document_then_label_sync_read_back(
+    phoenix: PhoenixServer, retriever_spans: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        f"""
+source: {{type: excel, path: labels.xlsx, worksheet: Labels}}
+target:
+  type: phoenix
+  url: {phoenix.url}
+  project: rag
+  annotate: document
+  document_position_column: position
+annotations:
+  - name: doc_export
+    id_column: span_id
+    label_column: label
+    annotator_column: annotator
+    rules: {{labels: [relevant, irrelevant]}}
+state_dir: state
+""",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["export", str(mapping), "--json"])
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 0, summary
+    rows = sheet_records(tmp_path / "labels.xlsx")
+    seeded = {r["retriever_span_id"]: r for r in retriever_spans}
+    assert summary["appended"] == len(rows) == 3 * len(seeded)
+    assert list(rows[0])[:6] == [
+        "span_id", "position", "input", "document", "document_id", "retriever_score",
+    ]  # fmt: skip
+    got = {(r["span_id"], r["position"]): r for r in rows}
+    for span, record in seeded.items():
+        for n, doc in enumerate(record["documents"]):
+            row = got[(span, str(n))]
+            assert row["input"] == record["question"]
+            assert row["document"] == doc["content"]
+            assert row["document_id"] == doc["id"]
+            assert float(row["retriever_score"]) == doc["score"]
+            assert f"/traces/{record['trace_id']}" in row["link"]
+    assert not {r["span_id"] for r in retriever_spans} & {r["span_id"] for r in rows}
+
+    # the SME marks the document that holds the answer relevant, the others irrelevant
+    wb = openpyxl.load_workbook(tmp_path / "labels.xlsx")
+    ws = wb["Labels"]
+    col = {c.value: c.column for c in ws[1]}
+    for r in range(2, ws.max_row + 1):
+        first = ws.cell(r, col["position"]).value == "0"
+        ws.cell(r, col["label"]).value = "relevant" if first else "irrelevant"
+        ws.cell(r, col["annotator"]).value = "dana"
+    wb.save(tmp_path / "labels.xlsx")
+    code, synced = sync(mapping)
+    assert code == 0, synced
+    assert synced["counts"]["synced"] == len(rows)
+    span = next(iter(seeded))
+    held = documents(phoenix, span, "doc_export")
+    assert {k: v["label"] for k, v in held.items()} == {
+        (0, "annobridge:dana"): "relevant",
+        (1, "annobridge:dana"): "irrelevant",
+        (2, "annobridge:dana"): "irrelevant",
+    }
+    # exported again: every document is in the sheet (and labelled): nothing is added
+    result = runner.invoke(app, ["export", str(mapping), "--json"])
+    again = json.loads(result.stdout.strip().splitlines()[-1])
+    assert again["appended"] == 0
+    assert again["skipped"]["in_sheet"] == len(rows)
+    # into a fresh sheet: every document already holds a human's doc_export: none is added
+    (tmp_path / "labels.xlsx").unlink()
+    result = runner.invoke(app, ["export", str(mapping), "--json"])
+    fresh = json.loads(result.stdout.strip().splitlines()[-1])
+    assert fresh["appended"] == 0
+    assert fresh["skipped"]["annotated"] == len(rows)

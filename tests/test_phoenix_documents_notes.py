@@ -209,3 +209,55 @@ def test_a_note_rides_on_its_annotation_and_changes_the_row_hash(tmp_path: Path)
         source.close()
     assert emptied[0].annotations[0].extra[NOTE_EXTRA] == ""
     assert emptied[0].row_hash != first[0].row_hash
+
+
+def test_retrieved_documents_from_flattened_or_nested_attributes() -> None:
+    from bridge.records import ExportDocument
+    from bridge.targets.phoenix.export import retrieved_documents
+
+    flat = {
+        "input.value": "q",
+        "retrieval.documents.1.document.content": "Lyon",
+        "retrieval.documents.1.document.id": "doc-lyon",
+        "retrieval.documents.0.document.content": "Paris",
+        "retrieval.documents.0.document.score": 0.92,
+        "retrieval.documents.0.document.metadata.page": 3,
+    }
+    assert retrieved_documents(flat) == [
+        ExportDocument(0, None, "Paris", 0.92),
+        ExportDocument(1, "doc-lyon", "Lyon", None),
+    ]
+    nested = {"retrieval.documents": [{"document": {"id": 7, "content": "x", "score": "0.5"}}]}
+    assert retrieved_documents(nested) == [ExportDocument(0, "7", "x", 0.5)]
+    assert retrieved_documents({"input.value": "q"}) == []
+
+
+def test_export_plans_one_row_per_document_and_cuts_long_content() -> None:
+    from bridge.exporting import plan_export
+    from bridge.records import ExportDocument, ExportRecord
+
+    records = [
+        ExportRecord(SPAN, input="q", document=ExportDocument(n, f"d{n}", text, 0.5))
+        for n, text in enumerate(["short", "y" * 500, "=1+1"])
+    ]
+    records.append(records[0])  # the same document twice: one row
+    plan = plan_export(
+        records,
+        {OTHER},
+        id_column="span_id",
+        names=["relevance"],
+        limit=None,
+        cell_limit=200,
+        position_column="position",
+    )
+    assert [(r["span_id"], r["position"], r["document_id"]) for r in plan.rows] == [
+        (SPAN, "0", "d0"),
+        (SPAN, "1", "d1"),
+        (SPAN, "2", "d2"),
+    ]
+    assert plan.rows[0]["input"] == "q" and plan.rows[0]["retriever_score"] == "0.5"
+    assert "output" not in plan.rows[0]
+    assert len(plan.rows[1]["document"]) == 200
+    assert plan.rows[1]["document"].endswith("the full text is on the platform]")
+    assert [(t.record_id, t.column, t.length) for t in plan.truncated] == [(SPAN, "document", 500)]
+    assert plan.rows[2]["document"] == "'=1+1"  # never a formula

@@ -16,7 +16,7 @@ is rejected with Phoenix's reason and the rest is sent again.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from bridge.records import Annotation, Outcome, Status
@@ -27,7 +27,10 @@ CREATE = """
 mutation ($input: [CreateDocumentAnnotationInput!]!) {
   createDocumentAnnotations(input: $input) { documentAnnotations { id } }
 }"""
-READ_FIELDS = "documentEvaluations { id name label score explanation documentPosition identifier }"
+READ_FIELDS = (
+    "documentEvaluations { id name label score explanation documentPosition identifier "
+    "annotatorKind }"
+)
 # Phoenix's GraphQL server refuses a query with more than 50 aliases (MaxAliasesLimiter).
 MAX_ALIASES = 50
 
@@ -66,6 +69,25 @@ def position_problem(column: str, value: Any) -> str | None:
         f"{column} '{shown}' is not a document position; give a whole number from 0 (the "
         "retriever's first document) up"
     )
+
+
+def document_annotations(
+    client: PhoenixClient, span_ids: Sequence[str]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(OTel span id, annotation) for every document annotation on these spans, read with
+    ``getSpanByOtelId`` (one query per 50 spans: Phoenix allows 50 aliases a query)."""
+    for part in chunks(list(dict.fromkeys(span_ids)), MAX_ALIASES):
+        params = ", ".join(f"$s{i}: String!" for i in range(len(part)))
+        fields = " ".join(
+            f"s{i}: getSpanByOtelId(spanId: $s{i}) {{ {READ_FIELDS} }}" for i in range(len(part))
+        )
+        variables = {f"s{i}": span for i, span in enumerate(part)}
+        data, _, _ = client.graphql(f"query ({params}) {{ {fields} }}", variables)
+        for i, span in enumerate(part):
+            node = (data or {}).get(f"s{i}") or {}
+            for row in node.get("documentEvaluations") or []:
+                if isinstance(row, dict):
+                    yield span, row
 
 
 class DocumentSender:
@@ -166,29 +188,17 @@ class DocumentSender:
     def stored(self, span_ids: Sequence[str]) -> dict[Key, tuple[str, dict[str, Any]]]:
         """Every document annotation Phoenix holds on these spans: key -> (id, result)."""
         found: dict[Key, tuple[str, dict[str, Any]]] = {}
-        for part in chunks(list(dict.fromkeys(span_ids)), MAX_ALIASES):
-            params = ", ".join(f"$s{i}: String!" for i in range(len(part)))
-            fields = " ".join(
-                f"s{i}: getSpanByOtelId(spanId: $s{i}) {{ {READ_FIELDS} }}"
-                for i in range(len(part))
+        for span, row in document_annotations(self.client, span_ids):
+            key = (
+                span,
+                int(row.get("documentPosition", -1)),
+                str(row.get("name")),
+                str(row.get("identifier") or ""),
             )
-            variables = {f"s{i}": span for i, span in enumerate(part)}
-            data, errors, status = self.client.graphql(
-                f"query ({params}) {{ {fields} }}", variables
+            found[key] = (
+                str(row.get("id", "")),
+                {f: row.get(f) for f in ("label", "score", "explanation")},
             )
-            for i, span in enumerate(part):
-                node = (data or {}).get(f"s{i}") or {}
-                for row in node.get("documentEvaluations") or []:
-                    key = (
-                        span,
-                        int(row.get("documentPosition", -1)),
-                        str(row.get("name")),
-                        str(row.get("identifier") or ""),
-                    )
-                    found[key] = (
-                        str(row.get("id", "")),
-                        {f: row.get(f) for f in ("label", "score", "explanation")},
-                    )
         return found
 
     def _confirm(self, written: Sequence[Annotation]) -> dict[int, Outcome]:
