@@ -305,3 +305,30 @@ state_dir: state
     fresh = json.loads(result.stdout.strip().splitlines()[-1])
     assert fresh["appended"] == 0
     assert fresh["skipped"]["annotated"] == len(rows)
+
+
+def test_trace_notes_upsert_and_go_when_emptied(
+    phoenix: PhoenixServer, retriever_spans: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    trace = retriever_spans[3]["trace_id"]
+    header = ["span_id", "label", "score", "annotator", "comment"]  # span_id holds trace ids
+    book = tmp_path / "labels.csv"
+    write_rows(book, [[trace, "relevant", 1, "erin", "v1"]], header=header)
+    mapping = write_mapping(tmp_path, phoenix, "trace_quality", annotate="trace")
+    assert sync(mapping)[0] == 0
+    first = notes(phoenix, "trace", [trace])
+    assert [(n["identifier"], n["result"]["explanation"]) for n in first] == [
+        (f"annobridge:erin:trace_quality:{trace}", "v1")
+    ]
+    rows = read_rows(book)
+    rows[0]["comment"] = "v2"
+    write_rows(book, [list(r.values()) for r in rows], header=list(rows[0]))
+    assert sync(mapping)[0] == 0
+    second = notes(phoenix, "trace", [trace])
+    assert [(n["id"], n["result"]["explanation"]) for n in second] == [(first[0]["id"], "v2")]
+    rows = read_rows(book)
+    rows[0]["comment"] = ""
+    write_rows(book, [list(r.values()) for r in rows], header=list(rows[0]))
+    code, summary = sync(mapping)
+    assert code == 0 and summary["annotations_sent"] == 1
+    assert notes(phoenix, "trace", [trace]) == []
