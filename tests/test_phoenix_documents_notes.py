@@ -261,3 +261,16 @@ def test_export_plans_one_row_per_document_and_cuts_long_content() -> None:
     assert plan.rows[1]["document"].endswith("the full text is on the platform]")
     assert [(t.record_id, t.column, t.length) for t in plan.truncated] == [(SPAN, "document", 500)]
     assert plan.rows[2]["document"] == "'=1+1"  # never a formula
+
+
+def test_dry_run_shows_the_note_an_emptied_cell_deletes(tmp_path: Path) -> None:
+    path = document_mapping(tmp_path, [], note=True)
+    (tmp_path / "labels.csv").write_text(
+        "span_id,position,label,annotator,comment,sync_status,sync_hash\n"
+        f"{SPAN},1,relevant,alice,,synced,0123456789abcdef\n"
+        f"{OTHER},0,relevant,alice,,,\n",
+        encoding="utf-8",
+    )
+    planned = run(load_mapping(path), dry_run=True).planned
+    assert planned[0]["note"] == {"delete": f"annobridge:alice:relevance:{SPAN}:1"}
+    assert "note" not in planned[1]  # never synced: no note to delete

@@ -47,7 +47,7 @@ from typing import Any
 
 import requests
 
-from bridge.errors import TargetUnreachable
+from bridge.errors import ConfigError, TargetUnreachable
 from bridge.records import (
     Annotation,
     ExportQuery,
@@ -154,6 +154,8 @@ class PhoenixTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules, Reads
         note = notes.note_of(a)
         if note:
             body["note"] = notes.note_payload(a, self.config.annotate, self._position(a))["data"]
+        elif note == "" and a.is_update:  # the note cell was emptied: its note is deleted
+            body["note"] = {"delete": notes.note_identifier(a, self._position(a))}
         return body
 
     def problems(self, a: Annotation) -> list[str]:
@@ -406,4 +408,9 @@ class PhoenixTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules, Reads
         return rules.fetch_rules(self.client, names)
 
     def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
+        if self.documents is not None:
+            raise ConfigError(
+                "an LLM judge's labels are read from span, trace and session annotations; "
+                "with annotate: document there is nothing to compare yet: leave out --judge"
+            )
         return judge.judge_annotations(self.client, self.kind, name, record_ids)
