@@ -59,6 +59,19 @@ class TargetConfigBase(StrictModel):
         would be invalid; each with the fix. None by default."""
         return []
 
+    def identity_columns(self) -> list[str]:
+        """Sheet columns that, with the record id, the name and the annotator, tell one
+        annotation from another (Phoenix's document position); none by default. Two rows
+        alike in all of these are duplicates, and these columns find a row again at
+        write-back time."""
+        return []
+
+    def notes_problem(self) -> str | None:
+        """Why this platform cannot take an annotation entry's ``note_column`` (None: it can)."""
+        return (
+            f"{self.type} has no notes; remove note_column, or map the column as explanation_column"
+        )
+
 
 # OpenTelemetry ids, the same on every platform that stores spans (W3C Trace Context:
 # trace-id is 16 bytes, parent-id/span-id 8 bytes, as lowercase hex).

@@ -8,6 +8,9 @@ it has. The plan here decides what to append:
 - an id already in the sheet, on any row, is skipped (and never appended twice);
 - a record that already holds every annotation of the mapping (by the mapping's annotator
   kind: an LLM judge's ``correctness`` does not hide a span from the humans) is skipped;
+- a retriever span exported for document annotations (Phoenix ``annotate: document``) gives
+  one row per document it returned: its position (in the mapping's position column), id,
+  content and the retriever's score, with the query as the input;
 - text longer than the medium's cell limit (Excel 32,767, Google Sheets 50,000 characters)
   is cut with a visible marker, and the result lists every cell cut;
 - nothing that is written is a formula (``safe_text``).
@@ -29,7 +32,7 @@ from typing import Any
 from bridge import agreement
 from bridge.errors import ConfigError
 from bridge.mapping import MappingConfig
-from bridge.records import ExportQuery, ExportRecord, Validation, safe_text
+from bridge.records import ExportDocument, ExportQuery, ExportRecord, Validation, safe_text
 from bridge.registry import open_sink, open_target
 from bridge.sources.base import ExportSink
 from bridge.targets.base import ExportsRecords, KnowsProjects, Target, describe
@@ -47,6 +50,10 @@ class ExportColumns:
     output: str = "output"
     start_time: str = "start_time"
     link: str = "link"
+    # a retrieved document's (annotate: document)
+    document: str = "document"
+    document_id: str = "document_id"
+    retriever_score: str = "retriever_score"
 
     def names(self) -> list[str]:
         return [self.input, self.output, self.start_time, self.link]
@@ -188,21 +195,26 @@ def plan_export(
     limit: int | None,
     cell_limit: int,
     columns: ExportColumns = ExportColumns(),
+    position_column: str | None = None,
 ) -> ExportPlan:
     """Decide which records become rows, in the platform's order, and cut long text.
 
     Stops reading ``records`` (a lazy, paged iterator) once ``limit`` rows are planned.
+
+    :param position_column: where a retrieved document's position goes (the target's
+        identity column); a record with a document is one row per (record, position).
     """
     plan = ExportPlan()
     wanted = set(names)
-    seen: set[str] = set()
+    seen: set[tuple[str, int | None]] = set()
     if limit is not None and limit <= 0:
         return plan
     for record in records:
         rid = record.record_id.strip()
-        if not rid or rid in seen:
+        part = (rid, record.document.position if record.document else None)
+        if not rid or part in seen:
             continue
-        seen.add(rid)
+        seen.add(part)
         if rid in in_sheet:
             plan.in_sheet += 1
             continue
@@ -210,7 +222,11 @@ def plan_export(
             plan.annotated += 1
             continue
         row: dict[str, Any] = {id_column: safe_text(rid)}
-        for column, text in ((columns.input, record.input), (columns.output, record.output)):
+        texts = [(columns.input, record.input), (columns.output, record.output)]
+        if record.document is not None:
+            texts = [(columns.input, record.input), (columns.document, record.document.content)]
+            _document_cells(row, record.document, columns, position_column)
+        for column, text in texts:
             value = safe_text(text or "")
             value, cut = truncate(value, cell_limit)
             if cut:
@@ -222,6 +238,22 @@ def plan_export(
         if limit is not None and len(plan.rows) >= limit:
             break
     return plan
+
+
+def _document_cells(
+    row: dict[str, Any], doc: ExportDocument, columns: ExportColumns, position_column: str | None
+) -> None:
+    """A retrieved document's position, id and score, in the row."""
+    if position_column:
+        row[position_column] = str(doc.position)
+    row[columns.document_id] = safe_text(doc.document_id or "")
+    row[columns.retriever_score] = "" if doc.score is None else str(doc.score)
+
+
+def position_column(mapping: MappingConfig) -> str | None:
+    """The column of a retrieved document's position (Phoenix ``annotate: document``)."""
+    found = mapping.target.identity_columns()
+    return found[0] if found else None
 
 
 def validations_for(mapping: MappingConfig) -> list[Validation]:
@@ -250,6 +282,16 @@ def header_for(mapping: MappingConfig, columns: ExportColumns = ExportColumns())
     start time and link, then the status columns."""
     id_column = export_id_column(mapping)
     names: list[str] = [id_column, columns.input, columns.output]
+    position = position_column(mapping)
+    if position:
+        names = [
+            id_column,
+            position,
+            columns.input,
+            columns.document,
+            columns.document_id,
+            columns.retriever_score,
+        ]
     for a in mapping.annotations:
         names.extend(c for c in a.used_columns() if c != id_column)
     names += [columns.start_time, columns.link, *mapping.status.columns().names()]
@@ -296,7 +338,7 @@ def _assign_rows(
     per_record: int,
 ) -> dict[str, int]:
     """Each planned record becomes one row per assigned annotator, in the record's order."""
-    ids = [str(row[id_column]) for row in plan.rows]
+    ids = list(dict.fromkeys(str(row[id_column]) for row in plan.rows))
     chosen: dict[str, list[str]] = {}
     for record, who in agreement.assign(ids, annotators, per_record):
         chosen.setdefault(record, []).append(who)
@@ -385,6 +427,7 @@ def export(
             limit=limit,
             cell_limit=sink.cell_limit,
             columns=columns,
+            position_column=position_column(mapping),
         )
         if annotator_column is not None:
             result_assigned = _assign_rows(plan, id_column, annotator_column, assign, per_record)

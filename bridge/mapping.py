@@ -92,6 +92,8 @@ class AnnotationSpec(StrictModel):
     score_column: str | None = None
     explanation_column: str | None = None
     annotator_column: str | None = None
+    # Phoenix: the cell is sent as a note on the same record, beside the annotation
+    note_column: str | None = None
     annotator_kind: AnnotatorKind = "HUMAN"
     annotator: str | None = None
     rules: Rules = Field(default_factory=Rules)
@@ -132,6 +134,7 @@ class AnnotationSpec(StrictModel):
             self.score_column,
             self.explanation_column,
             self.annotator_column,
+            self.note_column,
         ]
         return [c for c in cols if c]
 
@@ -193,6 +196,10 @@ class MappingConfig(StrictModel):
                     f"annotations[{first}] and annotations[{i}] both write '{a.name}' for "
                     f"{a.id_column} by the same annotator column; give them different names"
                 )
+        notes = [i for i, a in enumerate(self.annotations) if a.note_column]
+        refusal = self.target.notes_problem() if notes else None
+        if refusal:
+            raise ValueError(f"annotations[{notes[0]}].note_column: {refusal}")
         names = self.status.columns().names()
         if len(set(names)) != len(names):
             raise ValueError(
@@ -216,6 +223,7 @@ class MappingConfig(StrictModel):
             for c in (a.id_column, a.annotator_column):
                 if c and c not in cols:
                     cols.append(c)
+        cols.extend(c for c in self.target.identity_columns() if c not in cols)
         return cols
 
 

@@ -172,7 +172,12 @@ def plan(
     spec = read_spec(mapping)
     rows = source.read(spec)
     verdicts = rules.evaluate(
-        rows, mapping.annotations, kind, source.label, type(mapping.target).ID_PATTERNS
+        rows,
+        mapping.annotations,
+        kind,
+        source.label,
+        type(mapping.target).ID_PATTERNS,
+        mapping.target.identity_columns(),
     )
     extra_columns = _extra_columns(mapping)
     cols = spec.status
@@ -181,7 +186,7 @@ def plan(
         if extra_columns and verdict.annotations:
             extra = {c: row.values.get(c) for c in extra_columns}
             verdict.annotations[:] = [
-                dataclasses.replace(a, extra=extra) for a in verdict.annotations
+                dataclasses.replace(a, extra={**a.extra, **extra}) for a in verdict.annotations
             ]
         if problems is not None and verdict.annotations:
             found = [p for a in verdict.annotations for p in problems(a)]

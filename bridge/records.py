@@ -55,6 +55,11 @@ class Row:
     status: dict[str, Any] = field(default_factory=dict)
 
 
+# The key of ``Annotation.extra`` that holds the annotation entry's note (its note_column's
+# cell, "" when empty); a key no sheet column is likely to be named.
+NOTE_EXTRA = "annobridge:note"
+
+
 @dataclass(frozen=True)
 class Annotation:
     """One annotation to send: what it is about, and what it says."""
@@ -175,8 +180,22 @@ class ExportQuery:
 
 
 @dataclass(frozen=True)
+class ExportDocument:
+    """One document a retriever returned (OpenInference ``retrieval.documents``)."""
+
+    position: int
+    document_id: str | None = None
+    content: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
 class ExportRecord:
-    """One record of the platform, as a row to label."""
+    """One record of the platform, as a row to label.
+
+    A retriever span exported for document annotations gives one record per document it
+    returned: the same ``record_id`` (the span), each with its ``document``.
+    """
 
     record_id: str
     input: str | None = None
@@ -185,6 +204,7 @@ class ExportRecord:
     url: str | None = None
     # the query's annotation names this record already holds
     annotated: frozenset[str] = frozenset()
+    document: ExportDocument | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pandera.errors import SchemaErrors
 from bridge._gc import gc_paused
 from bridge.configs import OTEL_ID_PATTERNS
 from bridge.mapping import AnnotationSpec, Rules
-from bridge.records import Annotation, CellError, Row
+from bridge.records import NOTE_EXTRA, Annotation, CellError, Row
 
 IdPatterns = Mapping[str, tuple[str, str]]
 """kind -> (regex, what such an id looks like): each target config's ``ID_PATTERNS``."""
@@ -404,6 +404,7 @@ def evaluate(
     kind: str,
     sheet_label: str = "",
     id_patterns: IdPatterns = OTEL_ID_PATTERNS,
+    identity_columns: Sequence[str] = (),
 ) -> list[RowVerdict]:
     """Normalise and validate every row against every annotation entry.
 
@@ -413,10 +414,13 @@ def evaluate(
     :param sheet_label: a human name of the sheet, recorded in annotation metadata.
     :param id_patterns: what ids of each kind look like; the target config's
         ``ID_PATTERNS`` (default: OpenTelemetry's span, trace and session ids).
+    :param identity_columns: columns that tell annotations of one record apart (the target
+        config's ``identity_columns()``, e.g. Phoenix's document position): rows that differ
+        there are not duplicates.
     :returns: one verdict per row, in the same order.
     """
     with gc_paused():
-        return _evaluate(rows, specs, kind, sheet_label, id_patterns)
+        return _evaluate(rows, specs, kind, sheet_label, id_patterns, identity_columns)
 
 
 def _evaluate(
@@ -425,6 +429,7 @@ def _evaluate(
     kind: str,
     sheet_label: str,
     patterns: IdPatterns,
+    identity_columns: Sequence[str] = (),
 ) -> list[RowVerdict]:
     verdicts = [RowVerdict([], []) for _ in rows]
     # the target ids of the annotations made, by name: to see at once that none is twice
@@ -448,7 +453,10 @@ def _evaluate(
                 if cols.present[i]:
                     problems[i].append(_message(spec, kind, name, failure, patterns))
         _annotate(spec, kind, sheet_label, rows, cols, problems, verdicts, made)
-    _flag_duplicates(rows, verdicts, made)
+    if identity_columns:
+        _flag_duplicates(rows, verdicts, None, identity_columns)
+    else:
+        _flag_duplicates(rows, verdicts, made)
     for verdict in verdicts:
         if verdict.problems:
             verdict.annotations.clear()
@@ -528,6 +536,16 @@ def _annotate(
         if annotator:
             metadata["annotator"] = annotator
         target = str(target_id)
+        extra: dict[str, Any] = {}
+        if spec.note_column:
+            raw_note = row.values.get(spec.note_column)
+            if isinstance(raw_note, CellError):
+                verdicts[i].problems.append(
+                    f"{spec.note_column} is the error {raw_note} in the sheet, not a note: fix "
+                    "the formula or type the note in"
+                )
+                continue
+            extra[NOTE_EXTRA] = _text(raw_note) or ""
         if fill:
             annotation = new(Annotation)
             fields = annotation.__dict__  # one item at a time: the keys stay shared
@@ -543,7 +561,7 @@ def _annotate(
             fields["identifier"] = identifier
             fields["metadata"] = metadata
             fields["is_update"] = False
-            fields["extra"] = {}
+            fields["extra"] = extra
         else:  # pragma: no cover - Annotation changed: the plain way
             annotation = Annotation(
                 row_index=i,
@@ -557,30 +575,37 @@ def _annotate(
                 annotator_kind=annotator_kind,
                 identifier=identifier,
                 metadata=metadata,
+                extra=extra,
             )
         verdicts[i].annotations.append(annotation)
         remember(target)
 
 
 def _flag_duplicates(
-    rows: Sequence[Row], verdicts: list[RowVerdict], made: dict[str, list[str]] | None
+    rows: Sequence[Row],
+    verdicts: list[RowVerdict],
+    made: dict[str, list[str]] | None,
+    identity_columns: Sequence[str] = (),
 ) -> None:
     """Two rows that would write the same annotation cannot both win: flag both.
 
     :param made: the target ids of the annotations in ``verdicts`` by annotation name, when
         known: when no id is there twice for a name (the usual case), there is no duplicate.
+    :param identity_columns: columns whose values are part of what one annotation is about.
     """
     if made is not None and all(len(set(ids)) == len(ids) for ids in made.values()):
         return
-    first_at: dict[tuple[str, str, str], int] = {}
-    seen: dict[tuple[str, str, str], list[int]] = {}
+    first_at: dict[tuple[str, ...], int] = {}
+    seen: dict[tuple[str, ...], list[int]] = {}
     for i, verdict in enumerate(verdicts):
+        at_row = tuple(_text(rows[i].values.get(c)) or "" for c in identity_columns)
         for a in verdict.annotations:
-            key = (a.target_id, a.name, a.identifier)
+            key = (a.target_id, a.name, a.identifier, *at_row)
             j = first_at.setdefault(key, i)
             if j != i:
                 seen.setdefault(key, [j]).append(i)
-    for (tid, name, _), where in seen.items():
+    for (tid, name, _, *parts), where in seen.items():
+        at = "".join(f", {c} {v}" for c, v in zip(identity_columns, parts, strict=True))
         first = next(a for a in verdicts[where[0]].annotations if a.name == name)
         who = first.annotator or "none given"
         sheet_rows = [rows[i].sheet_row for i in where]
@@ -588,6 +613,6 @@ def _flag_duplicates(
             others = [str(r) for r in sheet_rows if r != rows[i].sheet_row]
             verdicts[i].problems.append(
                 f"{'row' if len(others) == 1 else 'rows'} {', '.join(others)} "
-                f"{'labels' if len(others) == 1 else 'label'} the same {first.kind} {tid} for "
+                f"{'labels' if len(others) == 1 else 'label'} the same {first.kind} {tid}{at} for "
                 f"'{name}' by the same annotator ({who}); keep one of these rows"
             )

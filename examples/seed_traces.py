@@ -11,7 +11,9 @@ Runs with the Phoenix virtualenv's Python (it needs arize-phoenix-otel, not anno
         --url http://127.0.0.1:6006 --project demo --count 20 --out spans.json
 
 Prints nothing but errors; writes one JSON object per root span to ``--out``:
-span_id, trace_id, session_id, question, answer, llm_span_id.
+span_id, trace_id, session_id, question, answer, llm_span_id. With ``--retriever``, each
+trace also has a RETRIEVER span with three documents (OpenInference ``retrieval.documents``
+attributes), and each object its ``retriever_span_id`` and ``documents`` (id, content, score).
 """
 
 from __future__ import annotations
@@ -90,7 +92,36 @@ def wait_for_spans(
         time.sleep(0.5 if len(span_ids) <= 2000 else 5.0)
 
 
-def seed(url: str, project: str, count: int, seed_value: int, api_key: str | None) -> list[dict]:
+def documents_for(question: str, answer: str, i: int) -> list[dict[str, Any]]:
+    """Three retrieved documents: the answer first, then two less relevant ones."""
+    return [
+        {"id": f"doc-{i}-0", "content": answer, "score": 0.92, "metadata": {"source": "wiki"}},
+        {"id": f"doc-{i}-1", "content": f"Background on: {question}", "score": 0.41},
+        {"id": f"doc-{i}-2", "content": "An unrelated paragraph about the weather.", "score": 0.12},
+    ]
+
+
+def retriever_attributes(question: str, documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """A RETRIEVER span's OpenInference attributes, flattened as the instrumentations do."""
+    attributes: dict[str, Any] = {"openinference.span.kind": "RETRIEVER", "input.value": question}
+    for n, doc in enumerate(documents):
+        prefix = f"retrieval.documents.{n}.document"
+        attributes[f"{prefix}.id"] = doc["id"]
+        attributes[f"{prefix}.content"] = doc["content"]
+        attributes[f"{prefix}.score"] = doc["score"]
+        if doc.get("metadata"):
+            attributes[f"{prefix}.metadata"] = json.dumps(doc["metadata"])
+    return attributes
+
+
+def seed(
+    url: str,
+    project: str,
+    count: int,
+    seed_value: int,
+    api_key: str | None,
+    retriever: bool = False,
+) -> list[dict]:
     provider = register(
         endpoint=f"{url}/v1/traces",
         project_name=project,
@@ -115,6 +146,12 @@ def seed(url: str, project: str, count: int, seed_value: int, api_key: str | Non
                 "session.id": session,
             },
         ) as root:
+            documents = documents_for(question, answer, i) if retriever else []
+            if retriever:
+                with tracer.start_as_current_span(
+                    "retrieve", attributes=retriever_attributes(question, documents)
+                ) as retrieve:
+                    pass
             with tracer.start_as_current_span(
                 "llm",
                 attributes={
@@ -129,16 +166,18 @@ def seed(url: str, project: str, count: int, seed_value: int, api_key: str | Non
             # The batch processor's queue holds 2048 spans and drops the rest silently.
             provider.force_flush()
         ctx = root.get_span_context()
-        records.append(
-            {
-                "span_id": f"{ctx.span_id:016x}",
-                "trace_id": f"{ctx.trace_id:032x}",
-                "session_id": session,
-                "question": question,
-                "answer": answer,
-                "llm_span_id": f"{llm.get_span_context().span_id:016x}",
-            }
-        )
+        record = {
+            "span_id": f"{ctx.span_id:016x}",
+            "trace_id": f"{ctx.trace_id:032x}",
+            "session_id": session,
+            "question": question,
+            "answer": answer,
+            "llm_span_id": f"{llm.get_span_context().span_id:016x}",
+        }
+        if retriever:
+            record["retriever_span_id"] = f"{retrieve.get_span_context().span_id:016x}"
+            record["documents"] = documents
+        records.append(record)
     provider.force_flush()
     provider.shutdown()
     return records
@@ -153,11 +192,15 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="where to write the seeded spans (JSON)")
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--retriever", action="store_true", help="add a RETRIEVER span with 3 documents"
+    )
     args = parser.parse_args()
     url = args.url.rstrip("/")
-    records = seed(url, args.project, args.count, args.seed, args.api_key)
+    records = seed(url, args.project, args.count, args.seed, args.api_key, args.retriever)
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     ids = {r["span_id"] for r in records} | {r["llm_span_id"] for r in records}
+    ids |= {r["retriever_span_id"] for r in records if "retriever_span_id" in r}
     wait_for_spans(url, args.project, ids, headers, args.timeout)
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(records, fh, indent=1)

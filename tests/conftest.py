@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,3 +43,15 @@ def seeded_spans(phoenix: object, tmp_path_factory: pytest.TempPathFactory) -> l
     assert isinstance(phoenix, PhoenixServer)
     out = Path(tmp_path_factory.mktemp("seed")) / "spans.json"
     return phoenix.seed(out, project="tests", count=40, seed=11)
+
+
+@pytest.fixture(scope="session")
+def retriever_spans(
+    phoenix: object, tmp_path_factory: pytest.TempPathFactory
+) -> list[dict[str, Any]]:
+    """Six traces with a RETRIEVER span of three documents each, in project 'rag'."""
+    from tests.servers import PhoenixServer
+
+    assert isinstance(phoenix, PhoenixServer)
+    out = Path(tmp_path_factory.mktemp("seed-rag")) / "spans.json"
+    return phoenix.seed(out, project="rag", count=6, seed=23, retriever=True)

@@ -131,8 +131,10 @@ class PhoenixServer:
         seed: int = 7,
         api_key: str | None = None,
         timeout: float = 300.0,
+        retriever: bool = False,
     ) -> list[dict[str, Any]]:
-        """Send ``count`` traces through OpenTelemetry and wait until they are stored."""
+        """Send ``count`` traces through OpenTelemetry and wait until they are stored (with
+        ``retriever``, each with a RETRIEVER span of three documents)."""
         cmd = [
             str(phoenix_python()),
             str(ROOT / "examples" / "seed_traces.py"),
@@ -151,6 +153,8 @@ class PhoenixServer:
         ]
         if api_key:
             cmd += ["--api-key", api_key]
+        if retriever:
+            cmd.append("--retriever")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout + 60)
         if done.returncode != 0:

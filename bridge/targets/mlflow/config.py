@@ -106,6 +106,13 @@ class MlflowConfig(TargetConfigBase):
                 )
         return found
 
+    def notes_problem(self) -> str | None:
+        return (
+            "MLflow has no notes: an assessment has one rationale (map the column as "
+            "explanation_column to send it there) and a trace tag holds one value per trace, "
+            "not one per annotator; remove note_column"
+        )
+
     def record_kind(self) -> str:
         """What the id column holds, in words (a key of ID_PATTERNS)."""
         return "MLflow trace" if self.id_kind == "trace_id" else "client request"

@@ -9,6 +9,7 @@ API: https://arize.com/docs/phoenix/sdk-api-reference/rest-api/overview (measure
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import urllib.parse
@@ -32,6 +33,30 @@ AUTH_HINT = (
 MAX_IDS_PER_GET = 1000
 
 ID_FIELD = {"span": "span_id", "trace": "trace_id", "session": "session_id"}
+
+
+def result_of(label: str | None, score: float | None, explanation: str | None) -> dict[str, Any]:
+    """An annotation's ``result`` as Phoenix's REST API takes it: only the fields given."""
+    out: dict[str, Any] = {}
+    if label is not None:
+        out["label"] = label
+    if score is not None:
+        out["score"] = score
+    if explanation is not None:
+        out["explanation"] = explanation
+    return out
+
+
+def same_result(sent: Mapping[str, Any], stored: Mapping[str, Any] | None) -> bool:
+    """Whether Phoenix stored what was sent (a score read back as a float is the same)."""
+    stored = stored or {}
+    for field in ("label", "explanation"):
+        if sent.get(field) != stored.get(field):
+            return False
+    a, b = sent.get("score"), stored.get("score")
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
 
 
 def base_url_from_env(env: Mapping[str, str]) -> str:
@@ -121,7 +146,13 @@ class PhoenixClient:
 
     def existing_spans(self, span_ids: Sequence[str]) -> set[str]:
         """Which of these spans exist in the project (one GET per 1000 ids)."""
-        found: set[str] = set()
+        return set(self.span_nodes(span_ids))
+
+    def span_nodes(self, span_ids: Sequence[str]) -> dict[str, str]:
+        """The spans of these ids that exist in the project: OTel span id -> the span's
+        GraphQL id (``U3Bhbjox`` = Span:1), one GET per 1000 ids. An unknown project gives
+        none (the caller's next request says what is wrong)."""
+        found: dict[str, str] = {}
         for part in chunks(span_ids, MAX_IDS_PER_GET):
             response = self.call(
                 "GET",
@@ -129,10 +160,25 @@ class PhoenixClient:
                 params={"span_id": list(part), "limit": MAX_IDS_PER_GET},
             )
             if response.status_code != 200:
-                return found  # unknown project: the confirmed path will say what is wrong
+                return found
             for span in response.json().get("data", []):
-                found.add(span["context"]["span_id"])
+                found[span["context"]["span_id"]] = str(span.get("id") or "")
         return found
+
+    def graphql(
+        self, query: str, variables: Mapping[str, Any]
+    ) -> tuple[dict[str, Any] | None, list[str], int]:
+        """One GraphQL request: (data, the errors' messages, the HTTP status)."""
+        response = self.call("POST", "/graphql", json={"query": query, "variables": variables})
+        if response.status_code != 200:
+            return None, [detail(response.text)], response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            return None, [response.text[:300]], response.status_code
+        errors = [str(e.get("message", e)) for e in body.get("errors") or [] if e]
+        data = body.get("data")
+        return (data if isinstance(data, dict) else None), errors, 200
 
     def annotations(
         self, kind: str, ids: Sequence[str], names: Sequence[str], *, strict: bool

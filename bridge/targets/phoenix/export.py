@@ -1,17 +1,23 @@
 """Phoenix records for export: a project's root spans (or traces), page by page, each with
-the annotation names it already holds."""
+the annotation names it already holds; for ``annotate: document``, every document of its
+retriever spans (read from the spans' OpenInference ``retrieval.documents`` attributes,
+which Phoenix's REST API returns flattened: ``retrieval.documents.0.document.content``)."""
 
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from bridge.errors import ConfigError
-from bridge.records import ExportQuery, ExportRecord
+from bridge.records import ExportDocument, ExportQuery, ExportRecord, finite_number
 from bridge.targets.phoenix.client import ID_FIELD, MAX_IDS_PER_GET, PhoenixClient, detail
+from bridge.targets.phoenix.documents import document_annotations
+
+_DOCUMENT_KEY = re.compile(r"^retrieval\.documents\.(\d+)\.document\.(id|content|score)$")
 
 
 def export_records(client: PhoenixClient, kind: str, query: ExportQuery) -> Iterator[ExportRecord]:
@@ -32,7 +38,9 @@ def export_records(client: PhoenixClient, kind: str, query: ExportQuery) -> Iter
         "sort": "start_time",
         "order": "asc",
     }
-    if query.roots_only or kind == "trace":
+    if kind == "document":
+        params["span_kind"] = "RETRIEVER"
+    elif query.roots_only or kind == "trace":
         params["parent_id"] = "null"
     if query.since is not None:
         params["start_time"] = query.since.isoformat()
@@ -54,7 +62,11 @@ def export_records(client: PhoenixClient, kind: str, query: ExportQuery) -> Iter
         body = response.json()
         spans = [s for s in body.get("data", []) if isinstance(s, dict)]
         ids = [_record_id(kind, s) for s in spans]
-        held = _held(client, kind, sorted(set(ids)), query)
+        if kind == "document":
+            held_documents = _held_documents(client, ids, query)
+            held: dict[str, set[str]] = {}
+        else:
+            held = _held(client, kind, sorted(set(ids)), query)
         for span, rid in zip(spans, ids, strict=True):
             attributes = span.get("attributes") or {}
             context = span.get("context") or {}
@@ -66,6 +78,17 @@ def export_records(client: PhoenixClient, kind: str, query: ExportQuery) -> Iter
                 )
                 if span.get("id"):
                     url += "?selectedSpanNodeId=" + urllib.parse.quote(span["id"], safe="")
+            if kind == "document":
+                for doc in retrieved_documents(attributes):
+                    yield ExportRecord(
+                        record_id=rid,
+                        input=_text(attributes.get("input.value")),
+                        start_time=_time(span.get("start_time")),
+                        url=url,
+                        annotated=frozenset(held_documents.get((rid, doc.position), ())),
+                        document=doc,
+                    )
+                continue
             yield ExportRecord(
                 record_id=rid,
                 input=_text(attributes.get("input.value")),
@@ -77,6 +100,44 @@ def export_records(client: PhoenixClient, kind: str, query: ExportQuery) -> Iter
         cursor = body.get("next_cursor")
         if not cursor or not spans:
             return
+
+
+def retrieved_documents(attributes: Mapping[str, Any]) -> list[ExportDocument]:
+    """A retriever span's documents, by position: from the flattened attributes
+    (``retrieval.documents.<n>.document.<field>``) or a nested ``retrieval.documents`` list."""
+    fields: dict[int, dict[str, Any]] = {}
+    nested = attributes.get("retrieval.documents")
+    if isinstance(nested, list):
+        for n, item in enumerate(nested):
+            doc = item.get("document", item) if isinstance(item, dict) else {}
+            fields[n] = {k: doc.get(k) for k in ("id", "content", "score") if isinstance(doc, dict)}
+    for key, value in attributes.items():
+        m = _DOCUMENT_KEY.match(key)
+        if m:
+            fields.setdefault(int(m[1]), {})[m[2]] = value
+    return [
+        ExportDocument(
+            position=n,
+            document_id=None if f.get("id") is None else str(f["id"]),
+            content=_text(f.get("content")),
+            score=finite_number(f.get("score")),
+        )
+        for n, f in sorted(fields.items())
+    ]
+
+
+def _held_documents(
+    client: PhoenixClient, span_ids: Sequence[str], query: ExportQuery
+) -> dict[tuple[str, int], set[str]]:
+    """Which of ``query.names`` each (span, document position) already holds."""
+    held: dict[tuple[str, int], set[str]] = {}
+    if not span_ids or not query.names:
+        return held
+    for span, row in document_annotations(client, span_ids):
+        name = str(row.get("name"))
+        if name in query.names and row.get("annotatorKind") in query.annotator_kinds:
+            held.setdefault((span, int(row.get("documentPosition", -1))), set()).add(name)
+    return held
 
 
 def _record_id(kind: str, span: Mapping[str, Any]) -> str:

@@ -39,7 +39,6 @@ reached through ``PhoenixTarget.export_records`` and ``PhoenixTarget.fetch_rules
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections import deque
@@ -48,7 +47,7 @@ from typing import Any
 
 import requests
 
-from bridge.errors import TargetUnreachable
+from bridge.errors import ConfigError, TargetUnreachable
 from bridge.records import (
     Annotation,
     ExportQuery,
@@ -59,6 +58,7 @@ from bridge.records import (
     Status,
 )
 from bridge.targets.base import (
+    ChecksAnnotations,
     ExportsRecords,
     Progress,
     PullsRules,
@@ -66,9 +66,10 @@ from bridge.targets.base import (
     Target,
     chunks,
 )
-from bridge.targets.phoenix import export, judge, rules
-from bridge.targets.phoenix.client import ID_FIELD, PhoenixClient, detail
+from bridge.targets.phoenix import export, judge, notes, rules
+from bridge.targets.phoenix.client import ID_FIELD, PhoenixClient, detail, result_of, same_result
 from bridge.targets.phoenix.config import PhoenixConfig
+from bridge.targets.phoenix.documents import DocumentSender, position_problem
 
 # Phoenix's queue is flushed every 0.1 s: look for a queued batch's last row that often at
 # first, less often while the server is slow, and after this long read the whole batch back
@@ -86,25 +87,10 @@ _MISSING = re.compile(r"(?:Spans|Traces|Sessions) with IDs (.*) do not exist\.?$
 
 
 def _result(a: Annotation) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if a.label is not None:
-        out["label"] = a.label
-    if a.score is not None:
-        out["score"] = a.score
-    if a.explanation is not None:
-        out["explanation"] = a.explanation
-    return out
+    return result_of(a.label, a.score, a.explanation)
 
 
-def _same_result(sent: dict[str, Any], stored: dict[str, Any] | None) -> bool:
-    stored = stored or {}
-    for field in ("label", "explanation"):
-        if sent.get(field) != stored.get(field):
-            return False
-    a, b = sent.get("score"), stored.get("score")
-    if a is None or b is None:
-        return a is None and b is None
-    return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
+_same_result = same_result
 
 
 def probe_sample(ids: Sequence[str], size: int = PROBE_SPANS) -> list[str]:
@@ -115,7 +101,7 @@ def probe_sample(ids: Sequence[str], size: int = PROBE_SPANS) -> list[str]:
     return [ids[round(i * step)] for i in range(size)]
 
 
-class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
+class PhoenixTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
     """Annotations on a Phoenix server.
 
     :param config: the mapping's ``target`` section.
@@ -136,8 +122,14 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.kind: str = config.annotate
+        # what the id column holds (a document annotation's is its span's id)
+        self.kind: str = config.record_kind()
         self.client = PhoenixClient(config, session=session, env=env)
+        self.documents = (
+            DocumentSender(self.client, config.document_position_column, config.batch_size)
+            if config.document_position_column
+            else None
+        )
         self._sleep = sleep
         self._clock = clock
 
@@ -154,9 +146,29 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
         return self.client.session
 
     def fingerprint(self) -> str:
-        return f"phoenix|{self.base_url}|{self.kind}"
+        return f"phoenix|{self.base_url}|{self.config.annotate}"
 
     def payload(self, a: Annotation) -> dict[str, Any]:
+        """What is sent for one annotation: its body, and its note's when it has one."""
+        body = self.documents.payload(a) if self.documents else self._body(a)
+        note = notes.note_of(a)
+        if note:
+            body["note"] = notes.note_payload(a, self.config.annotate, self._position(a))["data"]
+        elif note == "" and a.is_update:  # the note cell was emptied: its note is deleted
+            body["note"] = {"delete": notes.note_identifier(a, self._position(a))}
+        return body
+
+    def problems(self, a: Annotation) -> list[str]:
+        if self.documents is None:
+            return []
+        column = self.documents.column
+        found = position_problem(column, a.extra.get(column))
+        return [found] if found else []
+
+    def _position(self, a: Annotation) -> int | None:
+        return self.documents.position_of(a) if self.documents else None
+
+    def _body(self, a: Annotation) -> dict[str, Any]:
         return {
             ID_FIELD[a.kind]: a.target_id,
             "name": a.name,
@@ -180,6 +192,17 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
         index = {id(a): i for i, a in enumerate(annotations)}
         slow: list[Annotation] = []
         fast: list[Annotation] = []
+        if self.documents is not None:
+            settled: dict[int, Outcome] = {}
+            try:
+                self.documents.send(annotations, done, settled)
+            except TargetUnreachable as exc:
+                if not settled:
+                    raise  # nothing happened yet: the whole run is "unreachable" (exit 3)
+                lost = Outcome.failed(f"Phoenix stopped answering during the sync ({exc})")
+                settled.update((id(a), lost) for a in annotations if id(a) not in settled)
+            notes.send_notes(self.client, "document", annotations, settled, self._position)
+            return [settled[id(a)] for a in annotations]
         if self.kind == "span":
             for a in annotations:
                 (slow if a.is_update else fast).append(a)
@@ -188,9 +211,9 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
         try:
             slow.extend(self._send_queued(fast, index, outcomes, done))
             for batch in chunks(slow, self.config.batch_size):
-                settled = self._send_confirmed(batch)
+                confirmed = self._send_confirmed(batch)
                 for a in batch:
-                    outcomes[index[id(a)]] = settled[id(a)]
+                    outcomes[index[id(a)]] = confirmed[id(a)]
                 done(len(batch))
         except TargetUnreachable as exc:
             if not outcomes:
@@ -199,7 +222,9 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
             lost = Outcome.failed(f"Phoenix stopped answering during the sync ({exc})")
             for i in range(len(annotations)):
                 outcomes.setdefault(i, lost)
-        return [outcomes[i] for i in range(len(annotations))]
+        by_id = {id(a): outcomes[index[id(a)]] for a in annotations}
+        notes.send_notes(self.client, self.kind, annotations, by_id, self._position)
+        return [by_id[id(a)] for a in annotations]
 
     def _known(self, batch: Sequence[Annotation]) -> set[str]:
         """The span ids of a batch that exist: a sample is checked first (always the last
@@ -253,7 +278,7 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
                 "POST",
                 "/v1/span_annotations",
                 params={"sync": "false"},
-                json={"data": [self.payload(a) for a in batch]},
+                json={"data": [self._body(a) for a in batch]},
             )
             if response.status_code == 200:
                 queued.append((batch, self._clock()))
@@ -322,7 +347,7 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
                 "POST",
                 path,
                 params={"sync": "true"},
-                json={"data": [self.payload(a) for a in pending]},
+                json={"data": [self._body(a) for a in pending]},
             )
             if response.status_code == 200:
                 ids = [d.get("id", "") for d in response.json().get("data", [])]
@@ -377,7 +402,7 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
     # -- export and rules from the platform (export.py, rules.py) ------------------------
 
     def export_records(self, query: ExportQuery) -> Iterator[ExportRecord]:
-        return export.export_records(self.client, self.kind, query)
+        return export.export_records(self.client, self.config.annotate, query)
 
     def projects_with_records(self, limit: int = 20) -> list[str]:
         """The other projects that hold spans (the first ``limit`` looked at): the hint when
@@ -388,4 +413,9 @@ class PhoenixTarget(Target, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
         return rules.fetch_rules(self.client, names)
 
     def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
+        if self.documents is not None:
+            raise ConfigError(
+                "an LLM judge's labels are read from span, trace and session annotations; "
+                "with annotate: document there is nothing to compare yet: leave out --judge"
+            )
         return judge.judge_annotations(self.client, self.kind, name, record_ids)
