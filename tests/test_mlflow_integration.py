@@ -220,7 +220,7 @@ def test_unknown_trace_is_rejected_and_the_rest_land(
     rows = statuses(book)
     assert [r["sync_status"] for r in rows] == ["synced", "rejected", "invalid"]
     assert rows[1]["sync_message"].startswith(f"MLflow has no trace '{unknown}'")
-    assert "is not a MLflow trace id (tr- and 32 lowercase hex" in rows[2]["sync_message"]
+    assert "is not an MLflow trace id (tr- and 32 lowercase hex" in rows[2]["sync_message"]
     assert len(named(admin, traces[3]["trace_id"], "it_unknown")) == 1
 
 
