@@ -184,6 +184,12 @@ class MappingConfig(StrictModel):
     # Where the run lock and the journal of in-flight sends live (relative to this file);
     # default: $ANNOBRIDGE_STATE_DIR, else the user's state directory.
     state_dir: Path | None = None
+    # What a synced row whose label, score and explanation were all cleared means: take the
+    # annotation back on the platform (retract), or leave the platform as it is (keep).
+    on_clear: Literal["retract", "keep"] = "retract"
+    # A run that would retract more rows than this stops before sending anything (a sort
+    # or paste gone wrong can look like mass clearing).
+    max_retractions: int = Field(default=10, ge=0)
     path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ from bridge.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, BridgeErr
 from bridge.mapping import MappingConfig, load_mapping
 from bridge.records import Annotation, Outcome, Row, Status, StatusUpdate
 from bridge.registry import open_source, open_target
-from bridge.sources._table import as_stored
+from bridge.sources._table import as_stored, key_part
 from bridge.sources.base import FileMedium, ReadSpec, Source
 from bridge.state import (
     CONFIRMED,
@@ -34,7 +34,7 @@ from bridge.state import (
     run_id,
     state_dir,
 )
-from bridge.targets.base import ChecksAnnotations, Target, describe
+from bridge.targets.base import ChecksAnnotations, Retracts, Target, describe
 
 OnProgress = Callable[[int, int], None]
 """Called with (annotations settled so far, annotations to send)."""
@@ -45,6 +45,8 @@ log = logging.getLogger("bridge")
 SEND_CHUNK_ROWS = 2000
 UNCHANGED = "unchanged"
 PENDING = "pending"
+# a synced row cleared in the sheet: its annotations are taken back on the platform
+RETRACTING = "retracting"
 SKIPPED_MESSAGE = "no label, score or explanation yet"
 
 
@@ -67,6 +69,8 @@ class PlannedRow:
     remote_ids: str = ""
     # a sync_hash to write with a status other than synced (see ``reconcile``)
     new_hash: str | None = None
+    # what this row sent before and no longer says: to take back on the platform
+    retractions: list[Annotation] = field(default_factory=list)
 
     @property
     def annotations(self) -> list[Annotation]:
@@ -196,12 +200,13 @@ def plan(
         if verdict.problems:
             planned.append(PlannedRow(row, verdict, Status.INVALID, "; ".join(verdict.problems)))
             continue
-        if verdict.skipped:
-            planned.append(PlannedRow(row, verdict, Status.SKIPPED, SKIPPED_MESSAGE))
-            continue
-        digest = row_hash(fingerprint, verdict.annotations)
         previous_status = row.status.get(cols.status, "")
         previous_hash = row.status.get(cols.hash, "")
+        cleared = _cleared(mapping, row, verdict, kind) if previous_hash else []
+        if verdict.skipped:
+            planned.append(_cleared_row(mapping, row, verdict, cleared, str(previous_status)))
+            continue
+        digest = row_hash(fingerprint, verdict.annotations)
         if previous_status == Status.SYNCED and previous_hash == digest:
             planned.append(PlannedRow(row, verdict, UNCHANGED, row_hash=digest))
             continue
@@ -217,8 +222,72 @@ def plan(
             verdict.annotations[:] = [
                 dataclasses.replace(a, is_update=True) for a in verdict.annotations
             ]
-        planned.append(PlannedRow(row, verdict, PENDING, row_hash=digest))
+        pending = PlannedRow(row, verdict, PENDING, row_hash=digest)
+        if mapping.on_clear == "retract":
+            pending.retractions = cleared
+        planned.append(pending)
     return planned
+
+
+def _cleared(
+    mapping: MappingConfig, row: Row, verdict: rules.RowVerdict, kind: str
+) -> list[Annotation]:
+    """The annotations a row that was synced may have sent and no longer says: each entry of
+    the mapping with no label, score or explanation in the row now, about the record and by
+    the annotator its cells still name. The target finds out whether the platform holds it."""
+    said = {a.name for a in verdict.annotations}
+    identity = mapping.target.identity_columns()
+    out: list[Annotation] = []
+    for spec in mapping.annotations:
+        if spec.name in said:
+            continue
+        record = key_part(row.values.get(spec.id_column))
+        annotator = (
+            key_part(row.values.get(spec.annotator_column)) if spec.annotator_column else ""
+        ) or spec.annotator
+        if not record or (spec.annotator_column and not annotator):
+            continue  # no telling which annotation it was: nothing is taken back
+        out.append(
+            Annotation(
+                row_index=0,
+                name=spec.name,
+                kind=kind,
+                target_id=record,
+                label=None,
+                score=None,
+                explanation=None,
+                annotator=annotator or None,
+                annotator_kind=spec.annotator_kind,
+                identifier=rules.identifier_for(annotator or None),
+                metadata={"row": row.sheet_row},
+                extra={c: row.values.get(c) for c in identity},
+            )
+        )
+    return out
+
+
+def _cleared_row(
+    mapping: MappingConfig,
+    row: Row,
+    verdict: rules.RowVerdict,
+    cleared: list[Annotation],
+    previous_status: str,
+) -> PlannedRow:
+    """A row with no label, score or explanation (see ``mapping.on_clear``)."""
+    if previous_status == Status.RETRACTED:
+        return PlannedRow(row, verdict, UNCHANGED)  # taken back already: nothing to say again
+    if not cleared:
+        return PlannedRow(row, verdict, Status.SKIPPED, SKIPPED_MESSAGE)
+    if mapping.on_clear == "keep":
+        held = ", ".join(f"{a.name} by {a.annotator or 'annobridge'}" for a in cleared)
+        return PlannedRow(
+            row,
+            verdict,
+            Status.SKIPPED,
+            f"cleared in the sheet; the platform still holds the earlier {held} (the mapping "
+            "says on_clear: keep)",
+        )
+    return PlannedRow(row, verdict, RETRACTING, retractions=cleared)
 
 
 def _combine(annotations: Sequence[Annotation], outcomes: Sequence[Outcome]) -> tuple[str, str]:
@@ -306,9 +375,12 @@ def run(
             checks = _checks(target, strict=dry_run)
             planned = plan(mapping, source, target.kind, target.fingerprint(), checks)
             result.source = source.label
-            to_send = [p for p in planned if p.status == PENDING][:limit]
+            to_send = [p for p in planned if p.status in (PENDING, RETRACTING)][:limit]
             if dry_run:
                 result.planned = [target.payload(a) for p in to_send for a in p.annotations]
+                result.planned += [
+                    {"retract": _retraction(a)} for p in to_send for a in p.retractions
+                ]
             return _finish(result, planned, started)
         directory = state_dir(mapping.state_dir)
         name = run_id(mapping.path, source.label)
@@ -353,10 +425,11 @@ def _sync(
             len(resend),
         )
     # Rows past the limit stay pending: no status is written for them this run.
-    to_send = [p for p in planned if p.status == PENDING][:limit]
+    to_send = [p for p in planned if p.status in (PENDING, RETRACTING)][:limit]
+    _guard_retractions(mapping, to_send)
     if to_send or any(p.status != UNCHANGED and p.status != PENDING for p in planned):
         source.check_writable()
-    total = sum(len(p.annotations) for p in to_send)
+    total = sum(len(p.annotations) + len(p.retractions) for p in to_send)
     if to_send:
         target.check()
         settled = 0
@@ -374,20 +447,22 @@ def _sync(
                 result.interrupted = True
                 log.warning("interrupted: %d rows left for the next run", _pending(planned))
                 break
-            journal.sending((row_ref(p.row.key, p.row.occurrence), p.row_hash) for p in chunk)
+            journal.sending((row_ref(p.row.key, p.row.occurrence), _journal_hash(p)) for p in chunk)
             annotations = [a for p in chunk for a in p.annotations]
-            outcomes = target.send(annotations, progress=advance)
+            outcomes = target.send(annotations, progress=advance) if annotations else []
             result.annotations_sent += len(annotations)
             cursor = 0
             for p in chunk:
                 n = len(p.annotations)
-                p.status, p.message = _combine(p.annotations, outcomes[cursor : cursor + n])
-                p.remote_ids = " ".join(o.remote_id for o in outcomes[cursor : cursor + n])
+                if n:
+                    p.status, p.message = _combine(p.annotations, outcomes[cursor : cursor + n])
+                    p.remote_ids = " ".join(o.remote_id for o in outcomes[cursor : cursor + n])
                 cursor += n
+            _retract(target, [p for p in chunk if p.retractions], advance)
             journal.confirmed(
-                (row_ref(p.row.key, p.row.occurrence), p.row_hash, p.remote_ids)
+                (row_ref(p.row.key, p.row.occurrence), _journal_hash(p), p.remote_ids)
                 for p in chunk
-                if p.status == Status.SYNCED
+                if p.status in (Status.SYNCED, Status.RETRACTED)
             )
             log.info("sent %d annotations (%d of %d)", len(annotations), settled, total)
     updates = _status_updates(planned, mapping)
@@ -400,6 +475,85 @@ def _sync(
     # Rows the journal says to send again that this run did not send keep their entries.
     journal.clear(keep=[ref for ref, p in resend.items() if p.status == PENDING])
     return planned
+
+
+def _journal_hash(p: PlannedRow) -> str:
+    """What the journal records as sent: the row's hash, or none for a row taken back."""
+    return "" if p.status in (RETRACTING, Status.RETRACTED) else p.row_hash
+
+
+def _retraction(a: Annotation) -> dict[str, Any]:
+    """One retraction as --dry-run shows it."""
+    body: dict[str, Any] = {
+        "name": a.name,
+        "kind": a.kind,
+        "id": a.target_id,
+        "identifier": a.identifier,
+        "annotator": a.annotator,
+    }
+    body.update({k: v for k, v in a.extra.items() if v not in (None, "")})
+    return body
+
+
+def _guard_retractions(mapping: MappingConfig, rows: Sequence[PlannedRow]) -> None:
+    """A run that would take back more rows than ``max_retractions`` sends nothing."""
+    taking_back = [p for p in rows if p.retractions]
+    if len(taking_back) > mapping.max_retractions:
+        first = ", ".join(str(p.row.sheet_row) for p in taking_back[:10])
+        more = " ..." if len(taking_back) > 10 else ""
+        raise ConfigError(
+            f"{mapping.path or 'the mapping'}: this run would take back the annotations of "
+            f"{len(taking_back)} rows whose labels were cleared in the sheet (rows {first}"
+            f"{more}), more than max_retractions ({mapping.max_retractions}); nothing was "
+            "sent. If the clearing was meant, raise max_retractions in the mapping (or run "
+            "--dry-run to see each one); if not, undo it in the sheet"
+        )
+
+
+def _retract(target: Target, rows: Sequence[PlannedRow], advance: Callable[[int], None]) -> None:
+    """Take back what each row no longer says; the row's status says what became of it."""
+    wanted = [a for p in rows for a in p.retractions]
+    if not wanted:
+        return
+    if isinstance(target, Retracts):
+        outcomes = target.retract(wanted)
+    else:
+        refusal = (
+            f"{target.name} offers no way to remove an annotation, so the platform still "
+            "holds the earlier one; remove it there by hand, or set on_clear: keep in the "
+            "mapping"
+        )
+        outcomes = [Outcome.rejected(refusal) for _ in wanted]
+    advance(len(wanted))
+    cursor = 0
+    for p in rows:
+        n = len(p.retractions)
+        mine = outcomes[cursor : cursor + n]
+        cursor += n
+        pairs = list(zip(p.retractions, mine, strict=True))
+        bad = [(a, o) for a, o in pairs if o.status != Status.SYNCED]
+        removed = [a.name for a, o in pairs if o.status == Status.SYNCED and o.remote_id]
+        if bad:
+            status, message = _combine([a for a, _ in bad], [o for _, o in bad])
+            names = ", ".join(dict.fromkeys(a.name for a, _ in bad))
+            if p.status in (RETRACTING, Status.SYNCED) or status == Status.REJECTED:
+                p.status = status
+            p.message = "; ".join(
+                m
+                for m in (p.message, f"{names} cleared in the sheet, not taken back: {message}")
+                if m
+            )
+            continue
+        if p.status == RETRACTING:
+            p.status = Status.RETRACTED
+            p.message = (
+                f"cleared in the sheet: {', '.join(removed)} taken back on the platform"
+                if removed
+                else "cleared in the sheet; the platform holds nothing of this row any more"
+            )
+            p.remote_ids, p.row_hash = "", ""
+        elif removed and p.status == Status.SYNCED:
+            p.message = f"{', '.join(removed)} cleared in the sheet and taken back on the platform"
 
 
 def _write_lock(directory: Path, source: Source) -> contextlib.AbstractContextManager[object]:
@@ -494,10 +648,10 @@ def _status_updates(planned: Sequence[PlannedRow], mapping: MappingConfig) -> li
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     updates: list[StatusUpdate] = []
     for p in planned:
-        if p.status in (UNCHANGED, PENDING):
+        if p.status in (UNCHANGED, PENDING, RETRACTING):
             continue
         values = {cols.status: str(p.status), cols.synced_at: now, cols.message: p.message}
-        if p.status == Status.SYNCED:
+        if p.status in (Status.SYNCED, Status.RETRACTED):
             values[cols.remote_id] = p.remote_ids
             values[cols.hash] = p.row_hash
         elif p.new_hash is not None and p.new_hash != str(p.row.status.get(cols.hash, "")):

@@ -23,6 +23,7 @@ class Status(enum.StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     SKIPPED = "skipped"
+    RETRACTED = "retracted"
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,18 @@ class PullsRules(Protocol):
 
 
 @runtime_checkable
+class Retracts(Protocol):
+    """Removes annotations annobridge sent, when an SME clears them in the sheet."""
+
+    def retract(self, annotations: Sequence[Annotation]) -> list[Outcome]:
+        """Remove, for each of these (name, record, identifier), the one annotation this
+        row sent: never one another annotator or the app wrote. One Outcome each, in order:
+        ``ok`` with the id removed, ``ok`` with an empty id when nothing was there (already
+        removed), rejected or failed when it could not be removed."""
+        ...
+
+
+@runtime_checkable
 class ReadsJudgeAnnotations(Protocol):
     """Reads back the LLM judges' annotations (to compare them with the humans')."""
 

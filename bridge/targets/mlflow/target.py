@@ -60,9 +60,11 @@ from bridge.targets.base import (
     Progress,
     PullsRules,
     ReadsJudgeAnnotations,
+    Retracts,
     Target,
 )
 from bridge.targets.mlflow import export, ids, judge, rules
+from bridge.targets.mlflow import retract as retraction
 from bridge.targets.mlflow.client import (
     API,
     API2,
@@ -99,7 +101,9 @@ class _Write:
     stored: dict[str, Any] | None = None
 
 
-class MlflowTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
+class MlflowTarget(
+    Target, ChecksAnnotations, ExportsRecords, PullsRules, ReadsJudgeAnnotations, Retracts
+):
     """Assessments on an MLflow tracking server.
 
     :param config: the mapping's ``target`` section.
@@ -464,6 +468,9 @@ class MlflowTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules, ReadsJ
 
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
         return rules.fetch_rules(self.client, names)
+
+    def retract(self, annotations: Sequence[Annotation]) -> list[Outcome]:
+        return retraction.retract(self.client, self.config.id_kind, annotations)
 
     def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
         return judge.judge_annotations(self.client, self.config.id_kind, name, record_ids)

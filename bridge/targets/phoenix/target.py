@@ -63,10 +63,12 @@ from bridge.targets.base import (
     Progress,
     PullsRules,
     ReadsJudgeAnnotations,
+    Retracts,
     Target,
     chunks,
 )
 from bridge.targets.phoenix import export, judge, notes, rules
+from bridge.targets.phoenix import retract as retraction
 from bridge.targets.phoenix.client import ID_FIELD, PhoenixClient, detail, result_of, same_result
 from bridge.targets.phoenix.config import PhoenixConfig
 from bridge.targets.phoenix.documents import DocumentSender, position_problem
@@ -101,7 +103,9 @@ def probe_sample(ids: Sequence[str], size: int = PROBE_SPANS) -> list[str]:
     return [ids[round(i * step)] for i in range(size)]
 
 
-class PhoenixTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules, ReadsJudgeAnnotations):
+class PhoenixTarget(
+    Target, ChecksAnnotations, ExportsRecords, PullsRules, ReadsJudgeAnnotations, Retracts
+):
     """Annotations on a Phoenix server.
 
     :param config: the mapping's ``target`` section.
@@ -411,6 +415,10 @@ class PhoenixTarget(Target, ChecksAnnotations, ExportsRecords, PullsRules, Reads
 
     def fetch_rules(self, names: Sequence[str]) -> dict[str, PlatformRule]:
         return rules.fetch_rules(self.client, names)
+
+    def retract(self, annotations: Sequence[Annotation]) -> list[Outcome]:
+        kind = "document" if self.documents else self.kind
+        return retraction.retract(self.client, kind, annotations)
 
     def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
         if self.documents is not None:
