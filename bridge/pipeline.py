@@ -71,6 +71,14 @@ class PlannedRow:
     new_hash: str | None = None
     # what this row sent before and no longer says: to take back on the platform
     retractions: list[Annotation] = field(default_factory=list)
+    # annotations (by index) the platform holds as they are, with its id: not sent again
+    kept: dict[int, str] = field(default_factory=dict)
+    # annotation names of the mapping the row has nothing for (no label, score, explanation)
+    unsent: list[str] = field(default_factory=list)
+
+    @property
+    def to_send(self) -> list[Annotation]:
+        return [a for i, a in enumerate(self.annotations) if i not in self.kept]
 
     @property
     def annotations(self) -> list[Annotation]:
@@ -137,6 +145,45 @@ def row_hash(fingerprint: str, annotations: Sequence[Annotation]) -> str:
         [fingerprint, [a.content() for a in annotations]], sort_keys=True, ensure_ascii=False
     )
     return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def annotation_hash(fingerprint: str, annotation: Annotation) -> str:
+    """Fingerprint of one annotation of a row, and where it goes."""
+    body = json.dumps([fingerprint, annotation.content()], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()[:8]
+
+
+def sync_hash(fingerprint: str, annotations: Sequence[Annotation]) -> str:
+    """What the sheet's sync_hash holds: the row's fingerprint, then each annotation's
+    (``3f2a...:1b2c3d4e,5f6a7b8c``), so that an edit of one annotation of a row resends
+    that one only. A sheet written before holds the row's part alone: still read as is."""
+    parts = ",".join(annotation_hash(fingerprint, a) for a in annotations)
+    return f"{row_hash(fingerprint, annotations)}:{parts}"
+
+
+def same_content(stored: str, digest: str) -> bool:
+    """Whether a sheet's sync_hash says the row holds what ``digest`` describes."""
+    return bool(stored) and stored.split(":")[0] == digest.split(":")[0]
+
+
+def _unchanged(
+    previous_hash: str, remote_ids: str, fingerprint: str, annotations: Sequence[Annotation]
+) -> dict[int, str]:
+    """The annotations of an edited row that were sent before as they are now (by their own
+    fingerprint in sync_hash), with the platform's id from sync_id: they are not sent again."""
+    if ":" not in previous_hash:
+        return {}
+    before = previous_hash.split(":", 1)[1].split(",")
+    ids = remote_ids.split(" ")
+    if len(before) != len(ids):
+        return {}  # the sheet's two cells do not match: send everything
+    where = {digest: i for i, digest in enumerate(before)}
+    kept: dict[int, str] = {}
+    for i, a in enumerate(annotations):
+        j = where.get(annotation_hash(fingerprint, a))
+        if j is not None and ids[j]:
+            kept[i] = ids[j]
+    return kept
 
 
 def _extra_columns(mapping: MappingConfig) -> list[str]:
@@ -206,11 +253,11 @@ def plan(
         if verdict.skipped:
             planned.append(_cleared_row(mapping, row, verdict, cleared, str(previous_status)))
             continue
-        digest = row_hash(fingerprint, verdict.annotations)
-        if previous_status == Status.SYNCED and previous_hash == digest:
+        digest = sync_hash(fingerprint, verdict.annotations)
+        if previous_status == Status.SYNCED and same_content(str(previous_hash), digest):
             planned.append(PlannedRow(row, verdict, UNCHANGED, row_hash=digest))
             continue
-        if previous_hash == digest:
+        if same_content(str(previous_hash), digest):
             # The row is back to what was confirmed before (an edit the platform refused,
             # then undone): the platform holds exactly this, so say so without sending.
             remote_ids = str(row.status.get(cols.remote_id, ""))
@@ -223,8 +270,19 @@ def plan(
                 dataclasses.replace(a, is_update=True) for a in verdict.annotations
             ]
         pending = PlannedRow(row, verdict, PENDING, row_hash=digest)
+        if previous_hash:
+            pending.kept = _unchanged(
+                str(previous_hash),
+                str(row.status.get(cols.remote_id, "")),
+                fingerprint,
+                verdict.annotations,
+            )
         if mapping.on_clear == "retract":
             pending.retractions = cleared
+        said = {a.name for a in verdict.annotations} | {a.name for a in pending.retractions}
+        pending.unsent = [
+            n for n in dict.fromkeys(a.name for a in mapping.annotations) if n not in said
+        ]
         planned.append(pending)
     return planned
 
@@ -377,7 +435,7 @@ def run(
             result.source = source.label
             to_send = [p for p in planned if p.status in (PENDING, RETRACTING)][:limit]
             if dry_run:
-                result.planned = [target.payload(a) for p in to_send for a in p.annotations]
+                result.planned = [target.payload(a) for p in to_send for a in p.to_send]
                 result.planned += [
                     {"retract": _retraction(a)} for p in to_send for a in p.retractions
                 ]
@@ -429,7 +487,7 @@ def _sync(
     _guard_retractions(mapping, to_send)
     if to_send or any(p.status != UNCHANGED and p.status != PENDING for p in planned):
         source.check_writable()
-    total = sum(len(p.annotations) + len(p.retractions) for p in to_send)
+    total = sum(len(p.to_send) + len(p.retractions) for p in to_send)
     if to_send:
         target.check()
         settled = 0
@@ -448,15 +506,25 @@ def _sync(
                 log.warning("interrupted: %d rows left for the next run", _pending(planned))
                 break
             journal.sending((row_ref(p.row.key, p.row.occurrence), _journal_hash(p)) for p in chunk)
-            annotations = [a for p in chunk for a in p.annotations]
+            annotations = [a for p in chunk for a in p.to_send]
             outcomes = target.send(annotations, progress=advance) if annotations else []
             result.annotations_sent += len(annotations)
             cursor = 0
             for p in chunk:
-                n = len(p.annotations)
-                if n:
-                    p.status, p.message = _combine(p.annotations, outcomes[cursor : cursor + n])
-                    p.remote_ids = " ".join(o.remote_id for o in outcomes[cursor : cursor + n])
+                n = len(p.to_send)
+                if p.annotations:
+                    sent = iter(outcomes[cursor : cursor + n])
+                    mine = [
+                        Outcome.ok(p.kept[i]) if i in p.kept else next(sent)
+                        for i in range(len(p.annotations))
+                    ]
+                    p.status, p.message = _combine(p.annotations, mine)
+                    p.remote_ids = " ".join(o.remote_id for o in mine)
+                    if p.status == Status.SYNCED and p.unsent:
+                        p.message = (
+                            f"{', '.join(p.unsent)} not sent: no label, score or explanation "
+                            "yet (the rest was)"
+                        )
                 cursor += n
             _retract(target, [p for p in chunk if p.retractions], advance)
             journal.confirmed(
@@ -552,8 +620,15 @@ def _retract(target: Target, rows: Sequence[PlannedRow], advance: Callable[[int]
                 else "cleared in the sheet; the platform holds nothing of this row any more"
             )
             p.remote_ids, p.row_hash = "", ""
-        elif removed and p.status == Status.SYNCED:
-            p.message = f"{', '.join(removed)} cleared in the sheet and taken back on the platform"
+        elif p.status == Status.SYNCED:
+            unsent = p.unsent + [a.name for a, o in pairs if not o.remote_id]
+            said = [f"{', '.join(removed)} cleared in the sheet and taken back on the platform"]
+            if unsent:
+                said.append(
+                    f"{', '.join(unsent)} not sent: no label, score or explanation yet (the "
+                    "rest was)"
+                )
+            p.message = "; ".join(said[0 if removed else 1 :])
 
 
 def _write_lock(directory: Path, source: Source) -> contextlib.AbstractContextManager[object]:
@@ -590,7 +665,7 @@ def reconcile(
         entry = earlier.get(ref)
         if entry is None:
             continue
-        if entry.hash == p.row_hash:
+        if same_content(entry.hash, p.row_hash):
             if p.status == PENDING and entry.state == CONFIRMED:
                 # Confirmed by the platform in a run that died before writing the sheet.
                 p.status, p.remote_ids = Status.SYNCED, entry.remote_ids
@@ -599,6 +674,7 @@ def reconcile(
         if p.annotations:
             # the sheet may say the platform holds C (or nothing yet); it may hold J
             p.status, p.message, p.remote_ids = PENDING, "", ""
+            p.kept = {}  # the platform may hold J for any of them: send all
             p.verdict.annotations[:] = [
                 dataclasses.replace(a, is_update=True) for a in p.annotations
             ]

@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 
 from bridge.mapping import load_mapping
-from bridge.pipeline import row_hash, run
+from bridge.pipeline import row_hash, run, sync_hash
 from bridge.records import Annotation, Outcome
 
 SPANS = [f"{i:016x}" for i in range(1, 7)]
@@ -109,7 +109,8 @@ def test_one_row_yields_one_annotation_per_entry_and_one_status(
     row = cells(book)[0]
     assert row["sync_status"] == "synced"
     assert row["sync_id"] == f"id-{SPANS[0]}-correctness id-{SPANS[0]}-helpfulness"
-    assert row["sync_hash"] == row_hash("memory|test", target.sent[0])
+    assert row["sync_hash"] == sync_hash("memory|test", target.sent[0])
+    assert row["sync_hash"].split(":")[0] == row_hash("memory|test", target.sent[0])
 
 
 def test_rerun_sends_nothing_and_writes_nothing(tmp_path: Path, mapping_path: Path) -> None:
@@ -135,10 +136,51 @@ def test_an_edited_row_is_resent_as_an_update(tmp_path: Path, mapping_path: Path
     target = RecordingTarget()
     result = run(mapping, target=target)
     assert result.counts["synced"] == 1 and result.counts["unchanged"] == 1
+    # only the annotation that changed is sent; the row's other one is as it was
     assert [(a.target_id, a.label, a.is_update) for a in target.sent[0]] == [
         (SPANS[1], "incorrect", True),
-        (SPANS[1], "no", True),
     ]
+    row = cells(book)[1]
+    assert row["sync_status"] == "synced"
+    assert row["sync_id"] == f"id-{SPANS[1]}-correctness id-{SPANS[1]}-helpfulness"
+
+
+def test_a_sheet_with_the_old_sync_hash_is_not_resent_and_an_edit_sends_the_row(
+    tmp_path: Path, mapping_path: Path
+) -> None:
+    """Sheets synced before sync_hash held each annotation's fingerprint: nothing is resent
+    on upgrade; an edit then sends the whole row once (which annotation changed is unknown)."""
+    book = workbook(tmp_path / "labels.xlsx", [[SPANS[0], "correct", 1, "no", "a"]])
+    mapping = load_mapping(mapping_path)
+    run(mapping, target=RecordingTarget())
+    wb = openpyxl.load_workbook(book)
+    ws = wb.active
+    header = [c.value for c in ws[1]]
+    cell = ws.cell(2, header.index("sync_hash") + 1)
+    cell.value = str(cell.value).split(":")[0]  # as an older annobridge wrote it
+    wb.save(book)
+    target = RecordingTarget()
+    assert run(mapping, target=target).counts["unchanged"] == 1 and target.sent == []
+    wb = openpyxl.load_workbook(book)
+    wb.active["B2"] = "incorrect"
+    wb.save(book)
+    run(mapping, target=target)
+    assert [a.name for a in target.sent[0]] == ["correctness", "helpfulness"]
+    assert ":" in cells(book)[0]["sync_hash"]
+
+
+def test_a_row_with_an_entry_left_empty_says_which_was_not_sent(
+    tmp_path: Path, mapping_path: Path
+) -> None:
+    book = workbook(tmp_path / "labels.xlsx", [[SPANS[2], "correct", 1, None, "a"]])
+    target = RecordingTarget()
+    result = run(load_mapping(mapping_path), target=target)
+    assert result.exit_code == 0 and [a.name for a in target.sent[0]] == ["correctness"]
+    (row,) = cells(book)
+    assert row["sync_status"] == "synced"
+    assert row["sync_message"] == (
+        "helpfulness not sent: no label, score or explanation yet (the rest was)"
+    )
 
 
 def test_rejected_and_failed_rows_say_why_and_are_retried(
