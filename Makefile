@@ -71,6 +71,8 @@ bench: install servers
 	$(BIN)/python benchmarks/mlflow_throughput.py
 	$(BIN)/python benchmarks/gsheets_requests.py
 	$(BIN)/python benchmarks/excel_bulk.py
+	$(BIN)/python benchmarks/agreement_bench.py --xlsx
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) .cache examples/.phoenix-data

@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from bridge.errors import AssignmentError, ConfigError
 
@@ -97,9 +97,12 @@ _KAPPA_MAX_VALUES = 1_000
 # --------------------------------------------------------------------------- the values
 
 
-@dataclass(frozen=True)
-class Rating:
-    """One annotator's label and/or score for one record, from one sheet row."""
+class Rating(NamedTuple):
+    """One annotator's label and/or score for one record, from one sheet row.
+
+    A named tuple, not a dataclass: a round of 10^5 ratings is built in a quarter of the time
+    (a frozen dataclass sets each field through ``object.__setattr__``).
+    """
 
     record_id: str
     annotator: str

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge import agreement, rules
+from bridge._gc import gc_paused
+from bridge.agreement import Rating
 from bridge.errors import ConfigError
 from bridge.mapping import AnnotationSpec, MappingConfig
 from bridge.pipeline import read_spec
@@ -77,6 +79,13 @@ def _ratings(
     mapping: MappingConfig, source: Source, result: RoundResult
 ) -> dict[str, list[agreement.Rating]]:
     rows = source.read(read_spec(mapping))
+    with gc_paused():
+        return _rated(mapping, source, rows, result)
+
+
+def _rated(
+    mapping: MappingConfig, source: Source, rows: list[Any], result: RoundResult
+) -> dict[str, list[agreement.Rating]]:
     target = mapping.target
     verdicts = rules.evaluate(
         rows, mapping.annotations, target.record_kind(), source.label, type(target).ID_PATTERNS
@@ -91,15 +100,8 @@ def _ratings(
             result.left_out[str(Status.SKIPPED)] += 1
             continue
         for a in verdict.annotations:
-            by_name[a.name].append(
-                agreement.Rating(
-                    record_id=a.target_id,
-                    annotator=a.annotator or "",
-                    label=a.label,
-                    score=a.score,
-                    sheet_row=row.sheet_row,
-                )
-            )
+            rating = Rating(a.target_id, a.annotator or "", a.label, a.score, row.sheet_row)
+            by_name[a.name].append(rating)
     return by_name
 
 
