@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -214,3 +215,16 @@ def test_each_public_name_comes_from_where_the_package_says() -> None:
         value = getattr(bridge, name)
         origin = importlib.import_module(bridge._PUBLIC[name])
         assert getattr(origin, name) is value, name
+
+
+def test_comments_cite_what_a_reader_can_open() -> None:
+    """No citation of documents outside the repository (the research notes it was built
+    from): the public documentation, or docs/ that the repository ships, instead."""
+    bad = []
+    for name, path in modules().items():
+        text = path.read_text(encoding="utf-8")
+        for needle in (r"(?<![\w_-])reference/", r"\bseed 0\d\d", r"\.\./shared"):
+            if re.search(needle, text):
+                bad.append(f"{name} cites {needle!r}")
+    assert not bad
+    assert (PACKAGE.parent / "docs" / "platform-notes.md").exists()
