@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -14,7 +15,7 @@ from bridge.errors import ConfigError, TargetUnreachable
 from bridge.exporting import export
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
-from bridge.records import ExportQuery, ExportRecord
+from bridge.records import Annotation, ExportQuery, ExportRecord, Outcome
 from bridge.targets.base import ReviewQueues
 from tests.test_export import FakeTarget, mapping_file, rec, span
 from tests.test_pipeline import SPANS, RecordingTarget, cells, mapping_path, workbook
@@ -61,6 +62,29 @@ def test_synced_rows_complete_their_items_and_failed_or_rejected_ones_do_not(
     assert target.completed == [("q1", [(SPANS[0], "alice")])]
     assert result.queue_completed == 1
     assert result.to_json()["queue_completed"] == 1
+
+
+def test_a_record_with_a_failed_row_stays_pending_though_another_row_synced(
+    tmp_path: Path, mapping_path: Path
+) -> None:
+    class FailsCarol(QueueTarget):
+        def send(self, annotations: Sequence[Annotation], progress: Any = None) -> list[Outcome]:
+            out = super().send(annotations, progress)
+            return [Outcome.failed("boom") if a.annotator == "carol" else o
+                    for a, o in zip(annotations, out, strict=True)]  # fmt: skip
+
+    workbook(
+        tmp_path / "labels.xlsx",
+        [
+            [SPANS[0], "correct", 1, "yes", "alice"],
+            [SPANS[0], "correct", 1, "yes", "carol"],  # failed: SPANS[0] stays pending
+            [SPANS[1], "correct", 1, "yes", "bob"],
+            [SPANS[1], "incorrect", 0, "no", "dan"],  # both synced: the first row's annotator
+        ],
+    )
+    target = FailsCarol()
+    run(load_mapping(mapping_path), target=target)
+    assert target.completed == [("q1", [(SPANS[1], "bob"), (SPANS[1], "dan")])]
 
 
 def test_a_queue_that_cannot_be_updated_is_a_warning_and_the_statuses_stand(

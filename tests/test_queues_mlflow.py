@@ -140,6 +140,41 @@ def test_export_a_queue_then_sync_completes_its_items(
     assert [r["trace_id"] for r in assigned.rows] == [queued[2]]
 
 
+def test_a_queue_by_request_id(
+    server: MlflowServer, traces: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    exp = experiment_id(server)
+    created = server.call(
+        "POST",
+        "/review-queues/create",
+        {"experiment_id": exp, "name": "by-request", "queue_type": "CUSTOM", "users": ["ann"]},
+    )
+    queue_id = created["review_queue"]["queue_id"]
+    trace = traces[3]
+    assert trace["client_request_id"]
+    server.call(
+        "POST", "/review-queues/items/add", {"queue_id": queue_id, "item_ids": [trace["trace_id"]]}
+    )
+    path = write_mapping(
+        tmp_path, server, "  id_kind: client_request_id\n  review_queue: by-request"
+    )
+    path.write_text(path.read_text().replace("trace_id", "request_id"))
+    mapping = load_mapping(path)
+    exported = export(mapping, queue="BY-REQUEST")  # names are case-insensitive
+    assert exported.appended == 1
+    book = openpyxl.load_workbook(tmp_path / "labels.xlsx")
+    ws = book["Labels"]
+    col = {c.value: c.column for c in ws[1]}
+    assert ws.cell(2, col["request_id"]).value == trace["client_request_id"]
+    assert ws.cell(2, col["annotator"]).value == "ann"
+    ws.cell(2, col["label"]).value = "incorrect"
+    book.save(tmp_path / "labels.xlsx")
+    result = run(mapping)
+    assert result.exit_code == 0 and result.queue_completed == 1
+    item = items(server, queue_id)[trace["trace_id"]]
+    assert (item["status"], item["completed_by"]) == ("COMPLETE", "ann")
+
+
 def test_an_unknown_queue_names_the_queues_there_are(
     server: MlflowServer, traces: list[dict[str, Any]], tmp_path: Path
 ) -> None:
