@@ -224,6 +224,10 @@ def _print_summary(result: SyncResult, verb: str) -> None:
         )
     if result.statuses_written:
         typer.echo(f"  status written to {_n(result.statuses_written, 'row')} of {result.source}")
+    if result.queue_completed:
+        typer.echo(f"  review queue: {_n(result.queue_completed, 'item')} marked complete")
+    if result.queue_warning:
+        typer.echo(f"  warning: {result.queue_warning}")
 
 
 @app.command(cls=_Command)
@@ -675,6 +679,16 @@ def export_command(
             "lets 'annobridge agreement' measure how much they agree).",
         ),
     ] = 1,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue",
+            metavar="NAME",
+            help="MLflow: the review queue's pending traces instead of the experiment's; "
+            "without --assign, each becomes one row per user assigned to the queue.",
+            show_default=False,
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Write nothing; print the rows that would be added.")
     ] = False,
@@ -700,6 +714,7 @@ def export_command(
         annobridge export mappings/phoenix-excel.yaml --filter metadata.tier:gold --dry-run
         annobridge export mappings/mlflow-request-ids.yaml --full-text --json
         annobridge export mappings/phoenix-excel.yaml --assign alice,bob,carol --per-record 2
+        annobridge export mappings/mlflow-trace-ids.yaml --queue sheet-import-1
     """
     from bridge.exporting import export as run_export
     from bridge.exporting import parse_time
@@ -718,6 +733,7 @@ def export_command(
             dry_run=dry_run,
             assign=[n.strip() for n in assign.split(",")] if assign is not None else (),
             per_record=per_record,
+            queue=queue,
         )
     if as_json:
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
@@ -768,6 +784,9 @@ def _print_export(result: ExportResult) -> None:
         typer.echo(f"  ... and {len(result.truncated) - MAX_ISSUES_SHOWN} more cells cut")
     for rule in result.validations:
         typer.echo(f"  {'would check' if result.dry_run else 'checks'}: {rule}")
+    if result.queue is not None:
+        users = ", ".join(result.queue_users) or "none"
+        typer.echo(f"  review queue: {result.queue} (assigned users: {users})")
     if result.assigned:
         shares = ", ".join(f"{who} {n}" for who, n in result.assigned.items())
         typer.echo(f"  assigned: {shares}")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +35,7 @@ from bridge.mapping import MappingConfig
 from bridge.records import ExportDocument, ExportQuery, ExportRecord, Validation, safe_text
 from bridge.registry import open_sink, open_target
 from bridge.sources.base import ExportSink
-from bridge.targets.base import ExportsRecords, KnowsProjects, Target, describe
+from bridge.targets.base import ExportsRecords, KnowsProjects, ReviewQueues, Target, describe
 
 TRUNCATION_MARKER = (
     " … [cut by annobridge: {total:,} characters in all; the full text is on the platform]"
@@ -100,6 +100,9 @@ class ExportResult:
     where: dict[str, Any] = field(default_factory=dict)
     # no record found at all: the other projects that have some (Phoenix), for the hint
     projects_with_records: list[str] = field(default_factory=list)
+    # with --queue: the review queue read, and its assigned users
+    queue: str | None = None
+    queue_users: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -129,6 +132,8 @@ class ExportResult:
         }
         if self.assigned:
             out["assigned"] = self.assigned
+        if self.queue is not None:
+            out["queue"] = {"name": self.queue, "users": self.queue_users}
         if self.dry_run:
             out["rows"] = self.rows
         return out
@@ -361,9 +366,19 @@ def _exporter(target: Target) -> ExportsRecords:
     return target
 
 
+def _queue_owner(target: Target) -> ReviewQueues:
+    if not isinstance(target, ReviewQueues):
+        raise ConfigError(
+            f"--queue reads an MLflow review queue, and this mapping's target is "
+            f"{target.name}: review queues are MLflow's; export without --queue"
+        )
+    return target
+
+
 def export(
     mapping: MappingConfig,
     *,
+    queue: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     filters: Sequence[str] = (),
@@ -390,6 +405,9 @@ def export(
     :param roots_only: Phoenix: root spans only (the default); False for every span.
     :param full_text: MLflow: full request and response instead of the 1000-character previews.
     :param dry_run: write nothing; ``rows`` holds what would be appended.
+    :param queue: MLflow: the review queue whose PENDING traces to list instead of the
+        experiment's; without ``assign``, its assigned users are the assignment (each record
+        one row per user).
     :param sink: a sheet to use instead of the mapping's (tests, embedding).
     :param target: a target to use instead of the mapping's.
     :raises BridgeError: for anything that stops the export (exit 2 or 3).
@@ -401,12 +419,13 @@ def export(
         raise ConfigError("--until must be after --since")
     id_column = export_id_column(mapping)
     annotator_column = _assignment_column(mapping, assign, per_record)
+    if queue is not None and not queue.strip():
+        raise ConfigError("--queue is empty; give the review queue's name")
     own_sink = sink is None
     sink = sink or open_sink(mapping)
     own_target = target is None
     target = target or open_target(mapping)
     try:
-        exporter = _exporter(target)
         query = ExportQuery(
             names=tuple(dict.fromkeys(a.name for a in mapping.annotations)),
             annotator_kinds=tuple(dict.fromkeys(a.annotator_kind for a in mapping.annotations)),
@@ -417,8 +436,17 @@ def export(
             full_text=full_text,
             page_size=min(max(limit or 500, 50), 500),
         )
+        users: list[str] = []
+        found: Iterable[ExportRecord]
+        if queue is not None:
+            found, users = _queue_owner(target).queue_records(queue.strip(), query)
+            has_column = any(a.annotator_column for a in mapping.annotations)
+            if not assign and users and has_column:  # the queue's users are the assignment
+                annotator_column = _assignment_column(mapping, users, len(users))
+                assign, per_record = users, len(users)
+        else:
+            found = _exporter(target).export_records(query)
         in_sheet = sink.existing_ids(id_column)
-        found: Iterator[ExportRecord] = exporter.export_records(query)
         plan = plan_export(
             found,
             in_sheet,
@@ -443,6 +471,8 @@ def export(
             in_sheet=plan.in_sheet,
             annotated=plan.annotated,
             truncated=plan.truncated,
+            queue=queue.strip() if queue is not None else None,
+            queue_users=users,
         )
         if not plan.rows and not plan.in_sheet and not plan.annotated:
             if isinstance(target, KnowsProjects):  # nothing listed at all: where are they?

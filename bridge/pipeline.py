@@ -34,7 +34,7 @@ from bridge.state import (
     run_id,
     state_dir,
 )
-from bridge.targets.base import ChecksAnnotations, Retracts, Target, describe
+from bridge.targets.base import ChecksAnnotations, Retracts, ReviewQueues, Target, describe
 
 OnProgress = Callable[[int, int], None]
 """Called with (annotations settled so far, annotations to send)."""
@@ -105,6 +105,9 @@ class SyncResult:
     seconds: float = 0.0
     # where the annotations go: platform, url, project (``target`` is the opaque fingerprint)
     where: dict[str, Any] = field(default_factory=dict)
+    # MLflow target.review_queue: items marked complete, and why that failed (statuses stand)
+    queue_completed: int = 0
+    queue_warning: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -133,6 +136,8 @@ class SyncResult:
             "recovered": self.recovered,
             "interrupted": self.interrupted,
             "issues": [dataclasses.asdict(i) for i in self.issues],
+            "queue_completed": self.queue_completed,
+            "queue_warning": self.queue_warning,
             "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3),
             **({"planned": self.planned} if self.dry_run else {}),
@@ -540,9 +545,36 @@ def _sync(
         result.statuses_written = report.written
         result.vanished_rows = sorted(u.sheet_row for u in report.vanished)
         log.info("wrote the status of %d rows to %s", report.written, source.label)
+    _complete_queue(target, planned, result)
     # Rows the journal says to send again that this run did not send keep their entries.
     journal.clear(keep=[ref for ref, p in resend.items() if p.status == PENDING])
     return planned
+
+
+def _complete_queue(target: Target, planned: Sequence[PlannedRow], result: SyncResult) -> None:
+    """Mark the review-queue items of the rows synced in this run complete, by the row's
+    annotator; a record with a row that failed or was rejected in this run stays pending.
+    A failure is a warning (in the log and the result): the statuses are written already."""
+    name = target.completion_queue() if isinstance(target, ReviewQueues) else None
+    if not name or not isinstance(target, ReviewQueues):
+        return
+    held = {a.target_id for p in planned if p.status in (Status.FAILED, Status.REJECTED)
+            for a in p.annotations}  # fmt: skip
+    done = [
+        (a.target_id, a.annotator or "annobridge")
+        for p in planned
+        if p.status == Status.SYNCED
+        for a in p.annotations[:1]
+        if a.target_id not in held
+    ]
+    try:
+        result.queue_completed = target.complete_queue_items(name, done)
+    except BridgeError as exc:
+        result.queue_warning = f"review queue '{name}' not updated: {exc}"
+        log.warning("%s", result.queue_warning)
+        return
+    if result.queue_completed:
+        log.info("marked %d items of review queue '%s' complete", result.queue_completed, name)
 
 
 def _journal_hash(p: PlannedRow) -> str:

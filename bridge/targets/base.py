@@ -108,6 +108,28 @@ class ReadsJudgeAnnotations(Protocol):
         ...
 
 
+@runtime_checkable
+class ReviewQueues(Protocol):
+    """Has review queues: named lists of records to label, with assigned users (MLflow)."""
+
+    def queue_records(self, name: str, query: ExportQuery) -> tuple[list[ExportRecord], list[str]]:
+        """The queue's records still to review (pending), in its order, and its assigned
+        users.
+
+        :raises ConfigError: no queue of that name (naming the queues there are)."""
+        ...
+
+    def completion_queue(self) -> str | None:
+        """The queue whose items a sync completes (the target config's), None: none."""
+        ...
+
+    def complete_queue_items(self, name: str, done: Sequence[tuple[str, str]]) -> int:
+        """Mark the items of these (record id, annotator) complete, by that annotator (the
+        first pair of a record wins); items already complete or not in the queue are left
+        alone. Returns how many were marked."""
+        ...
+
+
 _URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")  # as in bridge.http.redact
 
 

@@ -47,6 +47,9 @@ class MlflowConfig(TargetConfigBase):
     expectations: list[str] = Field(default_factory=list)
     # read the experiment's label schemas and check values against them before sending
     label_schemas: bool = False
+    # the review queue whose items a sync marks COMPLETE (completed_by: the row's annotator)
+    # once their rows are synced (see also: annobridge export --queue)
+    review_queue: str | None = None
     # requests in flight at once (MLflow has no batch endpoint for assessments)
     # 16: the default server (4 workers) keeps each reused connection ~40 ms idle after a
     # request (docs/platform-notes.md, "MLflow"), so 8 in flight leave it waiting; 16 keep it busy

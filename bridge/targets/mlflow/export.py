@@ -53,8 +53,6 @@ def export_records(
     }
     if clauses:
         body["filter"] = " AND ".join(clauses)
-    sources = {SOURCE_TYPES.get(k, k) for k in query.annotator_kinds}
-    by_request_id = id_kind == "client_request_id"
     without_id = 0
     pages = client.trace_pages(
         body, "a --filter is an MLflow search expression, e.g. --filter \"tags.env = 'prod'\""
@@ -64,31 +62,13 @@ def export_records(
             _full_texts(client, [str(i.get("trace_id")) for i in infos]) if query.full_text else {}
         )
         for info in infos:
-            trace_id = str(info.get("trace_id") or "")
-            rid = str(info.get("client_request_id") or "") if by_request_id else trace_id
-            if not rid:
+            record = record_from_info(
+                client, experiment_id, id_kind, query, info, full.get(str(info.get("trace_id")))
+            )
+            if record is None:
                 without_id += 1
                 continue
-            held = {
-                str(a.get("assessment_name"))
-                for a in info.get("assessments") or []
-                if a.get("valid", True) is not False
-                and (a.get("source") or {}).get("source_type") in sources
-                and a.get("assessment_name") in query.names
-            }
-            request, answer = full.get(
-                trace_id,
-                (_preview(info.get("request_preview")), _preview(info.get("response_preview"))),
-            )
-            yield ExportRecord(
-                record_id=rid,
-                input=request,
-                output=answer,
-                start_time=_export_time(info.get("request_time")),
-                url=f"{client.base_url}/#/experiments/{experiment_id}/traces"
-                f"?selectedEvaluationId={urllib.parse.quote(trace_id, safe='')}",
-                annotated=frozenset(held),
-            )
+            yield record
         if not infos:
             break
     if without_id:
@@ -97,6 +77,53 @@ def export_records(
             "client_request_id)",
             without_id,
         )
+
+
+def record_from_info(
+    client: MlflowClient,
+    experiment_id: str,
+    id_kind: str,
+    query: ExportQuery,
+    info: Mapping[str, Any],
+    full: tuple[str | None, str | None] | None = None,
+) -> ExportRecord | None:
+    """One trace (its trace info) as an export record: with ``full`` (the root span's
+    inputs and outputs) or the previews; None when ``id_kind: client_request_id`` and the
+    trace has no request id."""
+    trace_id = str(info.get("trace_id") or "")
+    by_request_id = id_kind == "client_request_id"
+    rid = str(info.get("client_request_id") or "") if by_request_id else trace_id
+    if not rid:
+        return None
+    sources = {SOURCE_TYPES.get(k, k) for k in query.annotator_kinds}
+    held = {
+        str(a.get("assessment_name"))
+        for a in info.get("assessments") or []
+        if a.get("valid", True) is not False
+        and (a.get("source") or {}).get("source_type") in sources
+        and a.get("assessment_name") in query.names
+    }
+    request, answer = full or (
+        _preview(info.get("request_preview")),
+        _preview(info.get("response_preview")),
+    )
+    return ExportRecord(
+        record_id=rid,
+        input=request,
+        output=answer,
+        start_time=_export_time(info.get("request_time")),
+        url=f"{client.base_url}/#/experiments/{experiment_id}/traces"
+        f"?selectedEvaluationId={urllib.parse.quote(trace_id, safe='')}",
+        annotated=frozenset(held),
+    )
+
+
+def span_texts(trace: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """A trace's (traces/batchGet) root span full inputs and outputs."""
+    spans = trace.get("spans") or []
+    root = next((sp for sp in spans if not sp.get("parent_span_id")), None)
+    attributes = _span_attributes(root or {})
+    return attributes.get("mlflow.spanInputs"), attributes.get("mlflow.spanOutputs")
 
 
 def _full_texts(
@@ -114,13 +141,7 @@ def _full_texts(
             )
         for trace in response.json().get("traces", []):
             info = trace.get("trace_info") or {}
-            spans = trace.get("spans") or []
-            root = next((sp for sp in spans if not sp.get("parent_span_id")), None)
-            attributes = _span_attributes(root or {})
-            out[str(info.get("trace_id"))] = (
-                attributes.get("mlflow.spanInputs"),
-                attributes.get("mlflow.spanOutputs"),
-            )
+            out[str(info.get("trace_id"))] = span_texts(trace)
     return out
 
 

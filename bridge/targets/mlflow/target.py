@@ -61,9 +61,10 @@ from bridge.targets.base import (
     PullsRules,
     ReadsJudgeAnnotations,
     Retracts,
+    ReviewQueues,
     Target,
 )
-from bridge.targets.mlflow import export, ids, judge, rules
+from bridge.targets.mlflow import export, ids, judge, queues, rules
 from bridge.targets.mlflow import retract as retraction
 from bridge.targets.mlflow.client import (
     API,
@@ -102,7 +103,13 @@ class _Write:
 
 
 class MlflowTarget(
-    Target, ChecksAnnotations, ExportsRecords, PullsRules, ReadsJudgeAnnotations, Retracts
+    Target,
+    ChecksAnnotations,
+    ExportsRecords,
+    PullsRules,
+    ReadsJudgeAnnotations,
+    Retracts,
+    ReviewQueues,
 ):
     """Assessments on an MLflow tracking server.
 
@@ -191,6 +198,8 @@ class MlflowTarget(
             need.append("id_kind: client_request_id")
         if self.config.label_schemas:
             need.append("label_schemas: true")
+        if self.config.review_queue:
+            need.append("review_queue")
         if need and not experiment:
             raise MappingError(
                 self._path,
@@ -474,3 +483,12 @@ class MlflowTarget(
 
     def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
         return judge.judge_annotations(self.client, self.config.id_kind, name, record_ids)
+
+    def queue_records(self, name: str, query: ExportQuery) -> tuple[list[ExportRecord], list[str]]:
+        return queues.queue_records(self.client, self.config.id_kind, name, query)
+
+    def completion_queue(self) -> str | None:
+        return self.config.review_queue
+
+    def complete_queue_items(self, name: str, done: Sequence[tuple[str, str]]) -> int:
+        return queues.complete(self.client, self.config.id_kind, name, done)
