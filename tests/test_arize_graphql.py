@@ -24,9 +24,18 @@ from bridge.pipeline import run
 from bridge.records import Annotation, Status
 from bridge.targets import open_target
 from bridge.targets._extra import PIPELINE_CARRIES_EXTRA
+from bridge.targets._graphql import is_retryable
 from bridge.targets._ratelimit import RateLimiter
 from bridge.targets.arize import ArizeTarget
-from tests.arize_standin import ArizeStandIn, FakeClock, RowAnnotation, document_errors
+from tests.arize_standin import (
+    COMPLEXITY_DOCUMENTED,
+    RATE_LIMIT_DOCUMENTED,
+    RATE_LIMITED,
+    ArizeStandIn,
+    FakeClock,
+    RowAnnotation,
+    document_errors,
+)
 
 KEY = "arize-test-key-4d9a1c"
 MODEL = "TW9kZWw6MzExMjk3NjEwaweDpTZXdq"  # the documentation's example model id
@@ -302,12 +311,28 @@ def test_a_retryable_error_fails_the_row_for_the_next_run(
             200,
             {
                 "data": {"a0": None, "a1": {"clientMutationId": None}},
-                "errors": [{"message": "Rate limit exceeded, try again", "path": ["a0"]}],
+                "errors": [{"message": RATE_LIMITED, "path": ["a0"]}],
             },
         )
     )
     outcomes = target(arize, clock).send([ann(0, span(0)), ann(1, span(1))])
     assert statuses(outcomes) == ["failed", "synced"]
+
+
+@pytest.mark.parametrize(
+    ("documented", "later"),
+    [
+        (RATE_LIMITED, True),
+        (RATE_LIMIT_DOCUMENTED, True),
+        (f"{RATE_LIMITED}: {RATE_LIMIT_DOCUMENTED}", True),
+        ("Service Unavailable", True),  # 503's reason phrase (RFC 9110 section 15.6.4)
+        (COMPLEXITY_DOCUMENTED, False),
+        ("Not Found", False),
+    ],
+)
+def test_the_retry_rule_reads_the_documented_wording(documented: str, later: bool) -> None:
+    # the wording comes from Arize's documentation (tests/arize_standin.py), not the stand-in
+    assert is_retryable(documented) is later
 
 
 def test_a_lost_server_keeps_what_was_confirmed(arize: ArizeStandIn, clock: FakeClock) -> None:
