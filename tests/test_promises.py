@@ -1,0 +1,762 @@
+"""README promises that had no test, each checked so that it fails when the promise breaks.
+
+No server: the CLI through CliRunner (or a subprocess for signals and the terminal) on local
+CSV files, with an in-memory target, the log10 stand-in, the Sheets stand-in, or an
+in-process fake of Phoenix's REST answers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import yaml
+from typer.testing import CliRunner
+
+import bridge.pipeline as pipeline
+from bridge.cli import app
+from bridge.errors import TargetUnreachable
+from bridge.mapping import parse_mapping
+from bridge.pipeline import run
+from bridge.records import Annotation, Outcome, Status
+from bridge.targets import open_target
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+SPANS = [f"{i:016x}" for i in range(1, 9)]
+
+
+# -- an in-memory platform -----------------------------------------------------------------
+
+
+class MemoryTarget:
+    """Upserts by (id, name, identifier); rejects ids in ``reject``; ``down`` fails check()."""
+
+    name = "memory"
+    kind = "span"
+
+    def __init__(self, reject: set[str] | None = None, down: bool = False) -> None:
+        self.reject = reject or set()
+        self.down = down
+        self.sent: list[list[str]] = []
+
+    def fingerprint(self) -> str:
+        return "memory|test"
+
+    def payload(self, a: Annotation) -> dict[str, Any]:
+        return {"span_id": a.target_id, "label": a.label}
+
+    def check(self) -> None:
+        if self.down:
+            raise TargetUnreachable("cannot reach Memory at http://127.0.0.1:9 (refused)")
+
+    def send(self, annotations: Sequence[Annotation], progress: Any = None) -> list[Outcome]:
+        self.sent.append([a.target_id for a in annotations])
+        if progress:
+            progress(len(annotations))
+        return [
+            Outcome.rejected(f"no span '{a.target_id}'")
+            if a.target_id in self.reject
+            else Outcome.ok(f"id-{a.target_id}")
+            for a in annotations
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+def write_csv(path: Path, spans: Sequence[str], label: str = "correct") -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["span_id", "label", "annotator"])
+        for s in spans:
+            w.writerow([s, label, "alice"])
+    return path
+
+
+def write_mapping(directory: Path, name: str = "m.yaml", sheet: str = "labels.csv") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(
+        f"""
+source: {{type: csv, path: {sheet}}}
+target: {{type: phoenix, url: "http://127.0.0.1:9"}}
+annotations:
+  - name: correctness
+    id_column: span_id
+    label_column: label
+    annotator_column: annotator
+    rules: {{labels: [correct, incorrect]}}
+"""
+    )
+    return path
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        return [{k: v or "" for k, v in r.items()} for r in csv.DictReader(f, restval="")]
+
+
+@pytest.fixture
+def memory(monkeypatch: pytest.MonkeyPatch) -> dict[str, MemoryTarget]:
+    """Targets by mapping file name; the CLI's runs open these instead of Phoenix."""
+    targets: dict[str, MemoryTarget] = {}
+
+    def opened(mapping: Any, **kw: Any) -> MemoryTarget:
+        name = Path(mapping.path).name
+        return targets.setdefault(name, MemoryTarget())
+
+    monkeypatch.setattr(pipeline, "open_target", opened)
+    return targets
+
+
+def tree_digest(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` with the hash of its bytes."""
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+# -- several mappings: the exit code is the worst --------------------------------------------
+
+# What each kind of mapping exits with on its own.
+KINDS = {"ok": 0, "rows": 1, "broken": 2, "down": 3}
+
+
+def make_job(directory: Path, index: int, kind: str, memory: dict[str, MemoryTarget]) -> Path:
+    name = f"{index}-{kind}.yaml"
+    sheet = f"labels-{index}.csv"
+    directory.mkdir(parents=True, exist_ok=True)
+    write_csv(directory / sheet, SPANS[:2])
+    path = write_mapping(directory, name, sheet)
+    if kind == "broken":
+        path.write_text(path.read_text().replace("label_column", "lable_column"))
+    memory[name] = MemoryTarget(reject={SPANS[1]} if kind == "rows" else None, down=kind == "down")
+    return path
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ["down", "ok", "ok"],  # the failing mapping first
+        ["ok", "ok", "down"],  # and last
+        ["rows", "ok"],
+        ["ok", "rows"],
+        ["broken", "ok", "rows"],
+        ["ok", "rows", "broken"],
+        ["down", "rows", "broken", "ok"],
+        ["ok", "ok"],
+    ],
+)
+@pytest.mark.parametrize("as_json", [False, True])
+def test_several_mappings_exit_with_the_worst_code_and_all_of_them_run(
+    tmp_path: Path, memory: dict[str, MemoryTarget], kinds: list[str], as_json: bool
+) -> None:
+    paths = [make_job(tmp_path, i, k, memory) for i, k in enumerate(kinds)]
+    result = runner.invoke(app, ["sync", *map(str, paths), *(["--json"] if as_json else [])])
+    worst = max(KINDS[k] for k in kinds)
+    assert result.exit_code == worst, result.output
+    for path, kind in zip(paths, kinds, strict=True):  # one that fails stops no other
+        sent = memory[path.name].sent
+        assert sent == ([] if kind in ("broken", "down") else [SPANS[:2]]), path.name
+    if as_json:
+        body = json.loads(result.stdout)
+        assert body["exit_code"] == worst
+        assert [m["exit_code"] for m in body["mappings"]] == [KINDS[k] for k in kinds]
+    else:
+        assert "Traceback" not in result.output
+
+
+def test_a_folder_of_mappings_exits_with_the_worst_code(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    for i, kind in enumerate(["rows", "ok", "ok"]):  # sorted by name: the failing one first
+        make_job(tmp_path / "maps", i, kind, memory)
+    result = runner.invoke(app, ["sync", str(tmp_path / "maps")])
+    assert result.exit_code == 1, result.output
+
+
+# -- --limit ---------------------------------------------------------------------------------
+
+
+def test_limit_sends_at_most_n_rows_and_leaves_the_rest_pending(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    sheet = write_csv(tmp_path / "labels.csv", SPANS[:5])
+    mapping = write_mapping(tmp_path)
+    result = runner.invoke(app, ["sync", str(mapping), "--limit", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert memory["m.yaml"].sent == [SPANS[:2]]
+    body = json.loads(result.stdout)
+    assert body["counts"]["synced"] == 2 and body["counts"]["pending"] == 3
+    assert [r["sync_status"] for r in csv_rows(sheet)] == ["synced"] * 2 + [""] * 3
+    again = runner.invoke(app, ["sync", str(mapping), "--limit", "2"])
+    assert again.exit_code == 0
+    assert memory["m.yaml"].sent == [SPANS[:2], SPANS[2:4]]  # the next two, not the first again
+
+
+def test_limit_applies_to_every_mapping_of_a_multi_run(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    paths = []
+    for i in range(2):
+        write_csv(tmp_path / f"labels-{i}.csv", SPANS[:4])
+        paths.append(write_mapping(tmp_path, f"{i}.yaml", f"labels-{i}.csv"))
+    result = runner.invoke(app, ["sync", *map(str, paths), "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    assert [memory[p.name].sent for p in paths] == [[SPANS[:1]], [SPANS[:1]]]
+
+
+# -- --dry-run touches nothing ---------------------------------------------------------------
+
+
+def test_dry_run_leaves_the_csv_and_the_state_folder_byte_for_byte(
+    tmp_path: Path, memory: dict[str, MemoryTarget], isolated_home: Path
+) -> None:
+    sheet = write_csv(tmp_path / "labels.csv", SPANS[:3])
+    mapping = write_mapping(tmp_path)
+    state = Path(os.environ["ANNOBRIDGE_STATE_DIR"])
+    # a state folder that already holds something (an earlier run's journal and lock)
+    assert runner.invoke(app, ["sync", str(mapping), "--limit", "1"]).exit_code == 0
+    write_csv(sheet, SPANS[:3], label="incorrect")  # edited since: all three would be sent
+    before_sheet, before_state, before_dir = (
+        sheet.read_bytes(),
+        tree_digest(state),
+        tree_digest(tmp_path),
+    )
+    sent_before = list(memory["m.yaml"].sent)
+    result = runner.invoke(app, ["sync", str(mapping), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would send 3 annotations; nothing sent" in result.stdout
+    assert memory["m.yaml"].sent == sent_before
+    assert sheet.read_bytes() == before_sheet
+    assert tree_digest(state) == before_state
+    assert tree_digest(tmp_path) == before_dir  # no status file, lock or temp file anywhere
+
+
+def test_dry_run_leaves_a_google_sheet_untouched(tmp_path: Path) -> None:
+    from bridge.sources.gsheets import GSheetsSource
+    from tests.sheets_standin import SheetsStandIn
+
+    key = "1BxiMVs0XRA5nFMdKvBdBZjgmUUqptlbs74OgvE2upms"
+    with SheetsStandIn() as standin:
+        standin.add_spreadsheet(key, "SME labels", sheets=[("Labels", 0)])
+        standin.put(
+            key,
+            "Labels",
+            [
+                ["span_id", "label", "annotator", "sync_status"],
+                [SPANS[0], "correct", "alice", ""],
+                [SPANS[1], "incorrect", "bob", "synced"],
+            ],
+        )
+        before = json.dumps(standin.grid(key, "Labels"))
+        mapping = parse_mapping(
+            yaml.safe_load(
+                f"""
+source: {{type: gsheet, spreadsheet: {key}, worksheet: Labels}}
+target: {{type: phoenix, url: "http://127.0.0.1:9"}}
+annotations:
+  - {{name: correctness, id_column: span_id, label_column: label, annotator_column: annotator}}
+"""
+            ),
+            tmp_path / "m.yaml",
+        )
+        src = GSheetsSource(key, "Labels", api_base=standin.url, session=requests.Session())
+        target = MemoryTarget()
+        result = run(mapping, dry_run=True, source=src, target=target)
+        assert len(result.planned) == 2
+        assert target.sent == []
+        assert json.dumps(standin.grid(key, "Labels")) == before
+        assert standin.count() >= 1  # it was read ...
+        assert [r.kind for r in standin.log if r.kind not in ("read", "metadata", "token")] == []
+    assert not any(Path(os.environ["ANNOBRIDGE_STATE_DIR"]).iterdir())
+
+
+# -- --json: the exact keys ------------------------------------------------------------------
+
+SYNC_KEYS = {
+    "mapping",
+    "source",
+    "target",
+    "dry_run",
+    "rows",
+    "counts",
+    "annotations_sent",
+    "statuses_written",
+    "vanished_rows",
+    "recovered",
+    "interrupted",
+    "issues",
+    "exit_code",
+    "seconds",
+}
+COUNT_KEYS = {"synced", "unchanged", "invalid", "rejected", "failed", "skipped", "pending"}
+
+
+def test_json_has_exactly_the_documented_keys(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    write_csv(tmp_path / "labels.csv", SPANS[:2])
+    mapping = write_mapping(tmp_path)
+    memory["m.yaml"] = MemoryTarget(reject={SPANS[1]})
+    result = runner.invoke(app, ["sync", str(mapping), "--json"])
+    assert result.exit_code == 1
+    body = json.loads(result.stdout)
+    assert set(body) == SYNC_KEYS
+    assert set(body["counts"]) == COUNT_KEYS
+    assert body["counts"] == {**dict.fromkeys(COUNT_KEYS, 0), "synced": 1, "rejected": 1}
+    assert body["issues"] == [
+        {"sheet_row": 3, "status": "rejected", "message": f"no span '{SPANS[1]}'"}
+    ]
+    assert (body["annotations_sent"], body["statuses_written"], body["exit_code"]) == (2, 2, 1)
+    assert body["vanished_rows"] == [] and body["interrupted"] is False
+
+    dry = json.loads(runner.invoke(app, ["sync", str(mapping), "--json", "--dry-run"]).stdout)
+    assert set(dry) == SYNC_KEYS | {"planned"}
+    assert dry["planned"] == [{"span_id": SPANS[1], "label": "correct"}]
+
+    valid = json.loads(runner.invoke(app, ["validate", str(mapping), "--json"]).stdout)
+    assert set(valid) == SYNC_KEYS | {"planned"} and valid["planned"] == []
+
+    error = runner.invoke(app, ["sync", str(tmp_path / "nope.yaml"), "--json"])
+    assert error.exit_code == 2
+    body = json.loads(error.stdout)
+    assert set(body) == {"error", "exit_code"} and set(body["error"]) == {"type", "message"}
+
+    several = runner.invoke(app, ["sync", str(mapping), str(tmp_path / "nope.yaml"), "--json"])
+    body = json.loads(several.stdout)
+    assert set(body) == {"mappings", "exit_code"}
+    assert set(body["mappings"][0]) == SYNC_KEYS
+    assert set(body["mappings"][1]) == {"mapping", "error", "exit_code"}
+
+
+# -- errors: "Type: message" on stderr, no traceback -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setup", "line", "code"),
+    [
+        ("no_mapping", "MappingError: {dir}/nope.yaml: no such file; create one with", 2),
+        (
+            "unknown_key",
+            "MappingError: {dir}/m.yaml, key 'annotations[0].lable_column': unknown key",
+            2,
+        ),
+        ("down", "TargetUnreachable: cannot reach Memory at http://127.0.0.1:9 (refused)", 3),
+    ],
+)
+def test_errors_are_one_type_colon_message_line_on_stderr(
+    tmp_path: Path, memory: dict[str, MemoryTarget], setup: str, line: str, code: int
+) -> None:
+    write_csv(tmp_path / "labels.csv", SPANS[:1])
+    mapping = write_mapping(tmp_path)
+    if setup == "no_mapping":
+        mapping = tmp_path / "nope.yaml"
+    elif setup == "unknown_key":
+        mapping.write_text(mapping.read_text().replace("label_column", "lable_column"))
+    elif setup == "down":
+        memory["m.yaml"] = MemoryTarget(down=True)
+    result = runner.invoke(app, ["sync", str(mapping)])
+    assert result.exit_code == code
+    assert result.stdout == ""
+    [only] = result.stderr.splitlines()
+    assert only.startswith(line.format(dir=tmp_path)), only
+    assert "Traceback" not in result.output
+
+
+# -- rules pull --check ----------------------------------------------------------------------
+
+
+def test_rules_pull_check_exits_0_when_equal_and_1_when_different_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.log10_standin import Log10StandIn
+
+    schema = {
+        "type": "object",
+        "properties": {"feedback": {"type": "string", "enum": ["good", "bad"]}},
+        "required": ["feedback"],
+    }
+    monkeypatch.setenv("LOG10_TOKEN", "log10-token-abc")
+    monkeypatch.setenv("LOG10_ORG_ID", "org-1")
+    with Log10StandIn(token="log10-token-abc", org_id="org-1") as server:
+        task_id = server.add_task("fb", schema, ["tag"], "Say good or bad")
+        path = tmp_path / "m.yaml"
+
+        def mapping_with(labels: str) -> bytes:
+            path.write_text(
+                "source:\n  type: csv\n  path: l.csv\n"
+                f"target:\n  type: log10\n  url: {server.url}\n  task_id: {task_id}\n"
+                "  json_values: {feedback: label}\n"
+                "annotations:\n  - name: feedback\n    id_column: tags\n    label_column: label\n"
+                f"    rules:\n      labels: {labels}  # ours\n"
+            )
+            return path.read_bytes()
+
+        same = mapping_with("[good, bad]")
+        result = runner.invoke(app, ["rules", "pull", str(path), "--check"])
+        assert result.exit_code == 0, result.output
+        assert "match the platform's" in result.stdout
+        assert path.read_bytes() == same
+        as_json = runner.invoke(app, ["rules", "pull", str(path), "--check", "--json"])
+        assert as_json.exit_code == 0 and json.loads(as_json.stdout)["exit_code"] == 0
+
+        differs = mapping_with("[good, okay, bad]")
+        result = runner.invoke(app, ["rules", "pull", str(path), "--check"])
+        assert result.exit_code == 1, result.output
+        assert "-      labels: [good, okay, bad]" in result.stdout
+        assert path.read_bytes() == differs  # --check writes nothing
+        as_json = runner.invoke(app, ["rules", "pull", str(path), "--check", "--json"])
+        assert as_json.exit_code == 1
+        assert json.loads(as_json.stdout)["written"] is False
+        # without --check the same difference is written, and exits 0
+        assert runner.invoke(app, ["rules", "pull", str(path)]).exit_code == 0
+        assert path.read_bytes() != differs
+        assert runner.invoke(app, ["rules", "pull", str(path), "--check"]).exit_code == 0
+
+
+# -- export --all-spans ----------------------------------------------------------------------
+
+
+def test_export_lists_root_spans_unless_all_spans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bridge.cli as cli
+
+    seen: list[bool] = []
+
+    def spy(mapping: Any, **kw: Any) -> Any:
+        seen.append(kw["roots_only"])
+        raise TargetUnreachable("stop here")
+
+    monkeypatch.setattr(cli, "run_export", spy)
+    mapping = write_mapping(tmp_path)
+    runner.invoke(app, ["export", str(mapping)])
+    runner.invoke(app, ["export", str(mapping), "--all-spans"])
+    assert seen == [True, False]
+
+
+def test_phoenix_export_asks_for_root_spans_only_unless_all_spans(tmp_path: Path) -> None:
+    from bridge.export import ExportQuery
+
+    for roots_only in (True, False):
+        fake = FakePhoenix(spans=[])
+        target = phoenix_target(tmp_path, fake)
+        query = ExportQuery(
+            names=("correctness",), annotator_kinds=("HUMAN",), roots_only=roots_only
+        )
+        list(target.export_records(query))
+        listed = [q for m, p, q in fake.calls if m == "GET" and p.endswith("/spans")]
+        assert listed, fake.calls
+        for q in listed:
+            assert (q.get("parent_id") == ["null"]) is roots_only, q
+
+
+# -- Phoenix: confirmation reads the content back, and gives up at confirm_timeout ------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _answer(request: requests.PreparedRequest, status: int, body: Any) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    response.headers["Content-Type"] = "application/json"
+    response.url = str(request.url)
+    response.request = request
+    return response
+
+
+class FakePhoenix(requests.adapters.BaseAdapter):
+    """Phoenix's REST answers for spans and span annotations, in process (no socket).
+
+    :param queued: what a queued (sync=false) row is stored as: "as sent", "never" (the
+        queue drops it), or "altered" (stored with another label, as a concurrent writer or a
+        buggy server would).
+    """
+
+    def __init__(self, spans: Sequence[str], queued: str = "as sent") -> None:
+        super().__init__()
+        self.spans = set(spans)
+        self.queued = queued
+        self.store: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        self.calls: list[tuple[str, str, dict[str, list[str]]]] = []
+
+    def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
+        parts = urlsplit(str(request.url))
+        q = parse_qs(parts.query, keep_blank_values=True)
+        method, path = str(request.method), parts.path
+        self.calls.append((method, path, q))
+        if method == "GET" and path.endswith("/spans"):
+            wanted = q.get("span_id", [])
+            data = [
+                {"context": {"span_id": s, "trace_id": "0" * 32}} for s in wanted if s in self.spans
+            ]
+            return _answer(request, 200, {"data": data, "next_cursor": None})
+        if method == "POST" and path == "/v1/span_annotations":
+            body = json.loads(request.body or b"{}")
+            synchronous = q.get("sync") == ["true"]
+            ids = []
+            for d in body["data"]:
+                key = (d["span_id"], d["name"], d.get("identifier") or "")
+                remote = f"id-{d['span_id']}"
+                ids.append({"id": remote})
+                result = dict(d["result"])
+                if not synchronous:
+                    if self.queued == "never":
+                        continue
+                    if self.queued == "altered":
+                        result["label"] = f"not-{result.get('label')}"
+                self.store[key] = (remote, result)
+            return _answer(request, 200, {"data": ids if synchronous else []})
+        if method == "GET" and path.endswith("/span_annotations"):
+            ids, names = set(q.get("span_ids", [])), set(q.get("include_annotation_names", []))
+            data = [
+                {"id": remote, "span_id": s, "name": n, "identifier": i, "result": r}
+                for (s, n, i), (remote, r) in self.store.items()
+                if s in ids and n in names
+            ]
+            return _answer(request, 200, {"data": data, "next_cursor": None})
+        return _answer(request, 200, {"data": []})
+
+    def close(self) -> None:
+        pass
+
+    def posts(self, sync: str) -> int:
+        return sum(1 for m, p, q in self.calls if m == "POST" and q.get("sync") == [sync])
+
+
+def phoenix_target(
+    tmp_path: Path, fake: FakePhoenix, clock: Clock | None = None, **config: Any
+) -> Any:
+    target = {"type": "phoenix", "url": "http://127.0.0.1:9", "project": "p", **config}
+    mapping = parse_mapping(
+        {
+            "source": {"type": "csv", "path": "l.csv"},
+            "target": target,
+            "annotations": [
+                {"name": "correctness", "id_column": "span_id", "label_column": "label"}
+            ],
+        },
+        tmp_path / "m.yaml",
+    )
+    session = requests.Session()
+    session.mount("http://", fake)
+    clock = clock or Clock()
+    return open_target(mapping, session=session, env={}, sleep=clock.sleep, clock=clock)
+
+
+def annotation(i: int, span: str, label: str = "correct") -> Annotation:
+    return Annotation(
+        row_index=i,
+        name="correctness",
+        kind="span",
+        target_id=span,
+        label=label,
+        score=None,
+        explanation="because",
+        annotator="alice",
+        annotator_kind="HUMAN",
+        identifier="annobridge:alice",
+        metadata={"row": i + 2},
+    )
+
+
+def test_phoenix_confirms_queued_rows_it_reads_back_as_sent(tmp_path: Path) -> None:
+    fake = FakePhoenix(SPANS[:3])
+    outcomes = phoenix_target(tmp_path, fake).send(
+        [annotation(i, s) for i, s in enumerate(SPANS[:3])]
+    )
+    assert [o.status for o in outcomes] == [Status.SYNCED] * 3
+    assert (fake.posts("false"), fake.posts("true")) == (1, 0)  # queued, read back, done
+
+
+def test_phoenix_confirms_only_what_it_stored_as_sent(tmp_path: Path) -> None:
+    # The queued rows are stored with another label: not confirmed, sent again synchronously.
+    fake = FakePhoenix(SPANS[:3], queued="altered")
+    clock = Clock()
+    batch = [annotation(i, s) for i, s in enumerate(SPANS[:3])]
+    outcomes = phoenix_target(tmp_path, fake, clock, confirm_timeout=5).send(batch)
+    assert [o.status for o in outcomes] == [Status.SYNCED] * 3
+    assert (fake.posts("false"), fake.posts("true")) == (1, 1)
+    assert {r["label"] for _, r in fake.store.values()} == {"correct"}  # what was sent, in the end
+
+
+def test_phoenix_gives_up_waiting_at_confirm_timeout_and_sends_synchronously(
+    tmp_path: Path,
+) -> None:
+    fake = FakePhoenix(SPANS[:2], queued="never")
+    clock = Clock()
+    batch = [annotation(i, s) for i, s in enumerate(SPANS[:2])]
+    outcomes = phoenix_target(tmp_path, fake, clock, confirm_timeout=3).send(batch)
+    assert [o.status for o in outcomes] == [Status.SYNCED] * 2
+    assert (fake.posts("false"), fake.posts("true")) == (1, 1)
+    reads = [c for c in fake.calls if c[0] == "GET" and c[1].endswith("/span_annotations")]
+    assert len(reads) >= 2  # it did look more than once before giving up
+    assert 3 <= clock.now < 3 + 2.5  # waited until confirm_timeout (fake clock), then no longer
+
+
+# -- signals, and the progress bar on a terminal ---------------------------------------------
+
+
+def gated(
+    tmp_path: Path, *args: str, stdout: Any = subprocess.PIPE, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.gated_sync", str(tmp_path), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen[bytes]) -> None:
+    """Until ``path`` exists (the child is inside a send); fails if the child exits first."""
+    for _ in range(6000):
+        if path.exists():
+            return
+        if process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"the sync exited {process.returncode} first: {err.decode()}")
+        time.sleep(0.01)
+    process.kill()
+    pytest.fail(f"{path.name} never appeared")
+
+
+def sent_ids(tmp_path: Path) -> list[list[str]]:
+    return [
+        json.loads((tmp_path / f"sending-{i}").read_text())
+        for i in range(len(list(tmp_path.glob("sending-*"))))
+    ]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_stops_after_the_batch_in_flight_exits_130_and_resumes(
+    tmp_path: Path, signum: int
+) -> None:
+    sheet = write_csv(tmp_path / "labels.csv", SPANS[:6])  # three chunks of two
+    mapping = write_mapping(tmp_path)
+    child = gated(tmp_path, "sync", str(mapping))
+    wait_for(tmp_path / "sending-0", child)
+    child.send_signal(signum)
+    (tmp_path / "go").touch()  # the batch in flight is answered after the signal
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err.decode()
+    assert "stopping after the batch in flight" in err.decode()
+    assert "Traceback" not in err.decode()
+    assert sent_ids(tmp_path) == [SPANS[:2]]  # nothing sent after the signal
+    assert [r["sync_status"] for r in csv_rows(sheet)] == ["synced"] * 2 + [""] * 4
+    # the next run sends only the rest
+    again = gated(tmp_path, "sync", str(mapping))
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err.decode()
+    assert sent_ids(tmp_path) == [SPANS[:2], SPANS[2:4], SPANS[4:6]]
+    assert [r["sync_status"] for r in csv_rows(sheet)] == ["synced"] * 6
+
+
+def test_a_second_ctrl_c_aborts_without_waiting_for_the_batch(tmp_path: Path) -> None:
+    sheet = write_csv(tmp_path / "labels.csv", SPANS[:4])
+    before = sheet.read_bytes()
+    mapping = write_mapping(tmp_path)
+    child = gated(tmp_path, "sync", str(mapping))
+    wait_for(tmp_path / "sending-0", child)
+    child.send_signal(signal.SIGINT)
+    for _ in range(500):  # the first is acknowledged, then the second one aborts
+        if child.poll() is not None:
+            break
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    if child.poll() is None:
+        child.kill()
+        child.communicate()
+        pytest.fail("a second Ctrl-C did not abort: the sync kept waiting for its batch")
+    _, err = child.communicate(timeout=120)
+    assert not (tmp_path / "go").exists()  # it never waited for the batch in flight
+    # killed by SIGINT (the shell shows 130), or exit 130
+    assert child.returncode in (130, -signal.SIGINT), err.decode()
+    assert "Traceback" not in err.decode()
+    assert sheet.read_bytes() == before  # nothing confirmed, nothing written
+
+
+def on_a_terminal(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Run the gated CLI with stdout on a pseudo-terminal; its exit code and what it showed."""
+    (tmp_path / "go").touch()
+    master, slave = pty.openpty()
+    child = gated(tmp_path, *args, stdout=slave, stderr=subprocess.STDOUT)
+    os.close(slave)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif child.poll() is not None:
+            break
+    child.wait(timeout=120)
+    os.close(master)
+    return child.returncode, shown.decode(errors="replace")
+
+
+def test_the_progress_bar_shows_on_a_terminal_and_quiet_shows_nothing(tmp_path: Path) -> None:
+    write_csv(tmp_path / "labels.csv", SPANS[:6])
+    mapping = write_mapping(tmp_path)
+    code, shown = on_a_terminal(tmp_path, "sync", str(mapping))
+    assert code == 0
+    assert "sending" in shown and "6/6" in shown  # the bar, with done/total
+    assert "synced" in shown  # then the summary
+
+    write_csv(tmp_path / "labels.csv", SPANS[:6], label="incorrect")
+    code, shown = on_a_terminal(tmp_path, "sync", str(mapping), "--quiet")
+    assert code == 0
+    assert shown.strip() == ""  # no bar, no summary
+
+    write_csv(tmp_path / "labels.csv", SPANS[:6])
+    code, shown = on_a_terminal(tmp_path, "sync", str(mapping), "--json")
+    assert code == 0
+    assert "sending" not in shown
+    assert json.loads(shown)["counts"]["synced"] == 6
+
+
+def test_no_progress_bar_when_stdout_is_not_a_terminal(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    write_csv(tmp_path / "labels.csv", SPANS[:3])
+    result = runner.invoke(app, ["sync", str(write_mapping(tmp_path))])
+    assert result.exit_code == 0
+    assert "sending" not in result.output
+    assert result.stdout.startswith("synced ")
