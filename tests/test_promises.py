@@ -760,3 +760,147 @@ def test_no_progress_bar_when_stdout_is_not_a_terminal(
     assert result.exit_code == 0
     assert "sending" not in result.output
     assert result.stdout.startswith("synced ")
+
+
+# -- found by `make mutate`: survivors that mattered ------------------------------------------
+
+
+def test_a_status_that_did_not_change_is_not_written_again(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    sheet = tmp_path / "labels.csv"
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["span_id", "label", "annotator"])
+        w.writerows([[SPANS[0], "correct", "alice"], [SPANS[1], "wrong", "alice"]])
+    mapping = write_mapping(tmp_path)
+    first = json.loads(runner.invoke(app, ["sync", str(mapping), "--json"]).stdout)
+    assert first["statuses_written"] == 2
+    rows = csv_rows(sheet)
+    assert [r["sync_status"] for r in rows] == ["synced", "invalid"]
+    assert rows[0]["sync_message"] == ""  # a synced row says nothing
+    assert rows[1]["sync_message"] == "label 'wrong' is not one of: correct, incorrect"
+    before = sheet.read_bytes()
+    again = json.loads(runner.invoke(app, ["sync", str(mapping), "--json"]).stdout)
+    # the invalid row is still invalid for the same reason: nothing to write, no new time
+    assert again["statuses_written"] == 0
+    assert sheet.read_bytes() == before
+
+
+def test_a_new_reason_is_written_even_when_the_status_stays(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    sheet = write_csv(tmp_path / "labels.csv", SPANS[:1], label="wrong")
+    mapping = write_mapping(tmp_path)
+    runner.invoke(app, ["sync", str(mapping)])
+    rows = csv_rows(sheet)
+    assert rows[0]["sync_status"] == "invalid"
+    rows[0]["label"] = "bogus"  # only the label changes; the status columns stay
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    result = json.loads(runner.invoke(app, ["sync", str(mapping), "--json"]).stdout)
+    assert result["statuses_written"] == 1
+    assert csv_rows(sheet)[0]["sync_message"] == "label 'bogus' is not one of: correct, incorrect"
+
+
+def test_synced_at_is_utc(
+    tmp_path: Path, memory: dict[str, MemoryTarget], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    tokyo = timezone(timedelta(hours=9))
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Frozen:  # type: ignore[override]
+            base = cls(2026, 3, 1, 12, 30, 5, tzinfo=UTC)
+            return base if tz is UTC else base.astimezone(tz or tokyo)
+
+    monkeypatch.setattr(pipeline, "datetime", Frozen)
+    sheet = write_csv(tmp_path / "labels.csv", SPANS[:1])
+    runner.invoke(app, ["sync", str(write_mapping(tmp_path))])
+    assert csv_rows(sheet)[0]["synced_at"] == "2026-03-01T12:30:05Z"
+
+
+def test_a_label_without_an_id_gets_its_status_in_place(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    sheet = tmp_path / "labels.csv"
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["span_id", "label", "annotator"])
+        # no id and no annotator: nothing to find the row by but its position
+        w.writerows([[SPANS[0], "correct", "alice"], ["", "correct", ""]])
+    result = json.loads(runner.invoke(app, ["sync", str(write_mapping(tmp_path)), "--json"]).stdout)
+    assert result["vanished_rows"] == [] and result["statuses_written"] == 2
+    rows = csv_rows(sheet)
+    assert [r["sync_status"] for r in rows] == ["synced", "invalid"]
+    assert "span_id" in rows[1]["sync_message"]
+
+
+def test_run_all_skips_the_mappings_after_a_stop_and_passes_the_stop_on(tmp_path: Path) -> None:
+    import threading
+
+    from bridge.pipeline import run_all
+
+    paths = []
+    for i in range(3):
+        write_csv(tmp_path / f"labels-{i}.csv", SPANS[:4])
+        paths.append(write_mapping(tmp_path, f"{i}.yaml", f"labels-{i}.csv"))
+    stop = threading.Event()
+
+    class Stopping(MemoryTarget):
+        def send(self, annotations: Sequence[Annotation], progress: Any = None) -> list[Outcome]:
+            stop.set()  # Ctrl-C while the first chunk is in flight
+            return super().send(annotations, progress)
+
+    target = Stopping()
+    old = pipeline.SEND_CHUNK_ROWS
+    pipeline.SEND_CHUNK_ROWS = 2
+    try:
+        jobs = run_all(paths, stop=stop, target=target)
+    finally:
+        pipeline.SEND_CHUNK_ROWS = old
+    assert [j.mapping for j in jobs] == paths[:1]  # the other two never started
+    assert jobs[0].result is not None and jobs[0].result.interrupted
+    assert jobs[0].exit_code == 130
+    assert target.sent == [SPANS[:2]]  # the first chunk only: the stop reached the run
+    stop.set()
+    assert run_all(paths, stop=stop, target=MemoryTarget()) == []
+
+
+def test_run_all_syncs_what_prepare_returns(tmp_path: Path) -> None:
+    from bridge.pipeline import run_all
+
+    write_csv(tmp_path / "labels.csv", SPANS[:2], label="good")  # invalid under the file's rules
+    path = write_mapping(tmp_path)
+    seen: list[Any] = []
+
+    def prepare(mapping: Any) -> Any:
+        seen.append(mapping.path)
+        specs = [
+            a.model_copy(update={"rules": a.rules.model_copy(update={"labels": ["good"]})})
+            for a in mapping.annotations
+        ]
+        return mapping.model_copy(update={"annotations": specs})
+
+    target = MemoryTarget()
+    [job] = run_all([path], prepare=prepare, target=target)
+    assert seen == [path]
+    assert job.exit_code == 0 and target.sent == [SPANS[:2]]
+
+
+def test_a_failed_mapping_is_logged_with_its_path(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    ok = make_job(tmp_path, 0, "ok", memory)
+    broken = make_job(tmp_path, 1, "broken", memory)
+    result = runner.invoke(app, ["sync", str(ok), str(broken), "--json"])
+    body = json.loads(result.stdout)
+    assert set(body["mappings"][1]["error"]) == {"type", "message"}
+    assert body["mappings"][1]["error"]["type"] == "MappingError"
+    assert f"annobridge: ERROR: {broken}: {broken}, key 'annotations[0].lable_column'" in (
+        result.stderr
+    )
