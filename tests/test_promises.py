@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 import bridge.pipeline as pipeline
 from bridge.cli import app
 from bridge.errors import TargetUnreachable
-from bridge.mapping import parse_mapping
+from bridge.mapping import load_mapping, parse_mapping
 from bridge.pipeline import run
 from bridge.records import Annotation, Outcome, Status
 from bridge.targets import open_target
@@ -904,3 +904,158 @@ def test_a_failed_mapping_is_logged_with_its_path(
     assert f"annobridge: ERROR: {broken}: {broken}, key 'annotations[0].lable_column'" in (
         result.stderr
     )
+
+
+def test_the_state_folder_is_the_mappings_then_the_variable_then_the_users(
+    tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import platformdirs
+
+    from bridge.state import STATE_ENV, state_dir
+
+    configured = tmp_path / "a" / "b" / "configured"  # parents are created too
+    assert state_dir(configured, environ={STATE_ENV: str(tmp_path / "env")}) == configured
+    assert configured.is_dir()
+    assert (
+        state_dir(None, environ={STATE_ENV: str(tmp_path / "x" / "env")}) == tmp_path / "x" / "env"
+    )
+    default = state_dir(None, environ={})
+    assert default == Path(platformdirs.user_state_dir("annobridge"))
+    assert default.name == "annobridge" and default.is_dir()
+    assert default.is_relative_to(isolated_home)  # the isolated HOME, never the real one
+    monkeypatch.setenv(STATE_ENV, str(tmp_path / "from-os"))
+    assert state_dir() == tmp_path / "from-os"  # os.environ when no environ is given
+
+
+def test_each_mapping_has_its_own_lock_and_journal_name(tmp_path: Path) -> None:
+    from bridge.state import run_id
+
+    a, b = write_mapping(tmp_path, "a.yaml"), write_mapping(tmp_path, "b.yaml")
+    assert run_id(a, "labels.csv") != run_id(b, "labels.csv")
+    # the same file by another spelling is the same mapping
+    assert run_id(tmp_path / "x" / ".." / "a.yaml", "other") == run_id(a, "labels.csv")
+    # embedded use without a mapping file: by source
+    assert run_id(None, "sheet A") != run_id(None, "sheet B")
+    assert run_id(None, "sheet A") == run_id(None, "sheet A")
+
+
+def test_a_targets_extra_columns_reach_the_annotations(tmp_path: Path) -> None:
+    sheet = tmp_path / "labels.csv"
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["tags", "label", "annotator", "tone"])
+        w.writerow(["t1", "good", "alice", "calm"])
+    mapping = parse_mapping(
+        yaml.safe_load(
+            """
+source: {type: csv, path: labels.csv}
+target:
+  type: log10
+  url: "http://127.0.0.1:9"
+  task_id: t
+  json_values: {feedback: label, tone: "column: tone"}
+annotations:
+  - {name: feedback, id_column: tags, label_column: label, annotator_column: annotator}
+"""
+        ),
+        tmp_path / "m.yaml",
+    )
+    seen: list[Annotation] = []
+
+    class Keeping(MemoryTarget):
+        kind = "tag"
+
+        def send(self, annotations: Sequence[Annotation], progress: Any = None) -> list[Outcome]:
+            seen.extend(annotations)
+            return super().send(annotations, progress)
+
+    result = run(mapping, target=Keeping())
+    assert result.exit_code == 0, result.issues
+    assert [a.extra for a in seen] == [{"tone": "calm"}]
+
+
+class Refusing(MemoryTarget):
+    """A target that documents refusals: its ``problems`` check runs before anything is sent."""
+
+    def problems(self, a: Annotation) -> list[str]:
+        return [f"not sent: Memory refuses '{a.label}'"] if a.label == "incorrect" else []
+
+
+def test_the_targets_own_checks_make_a_row_invalid_and_unsent(tmp_path: Path) -> None:
+    sheet = tmp_path / "labels.csv"
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["span_id", "label", "annotator"])
+        w.writerows([[SPANS[0], "correct", "alice"], [SPANS[1], "incorrect", "alice"]])
+    mapping = load_mapping(write_mapping(tmp_path))
+    target = Refusing()
+    planned = run(mapping, target=target, dry_run=True)
+    assert planned.planned == [{"span_id": SPANS[0], "label": "correct"}]
+    result = run(mapping, target=target)
+    assert target.sent == [[SPANS[0]]]
+    assert [(i.sheet_row, i.status, i.message) for i in result.issues] == [
+        (3, "invalid", "not sent: Memory refuses 'incorrect'")
+    ]
+    assert csv_rows(sheet)[1]["sync_status"] == "invalid"
+
+
+def test_every_problem_of_a_row_is_listed_separated_by_semicolons(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    sheet = write_csv(tmp_path / "labels.csv", ["not-a-span"], label="wrong")
+    result = json.loads(runner.invoke(app, ["sync", str(write_mapping(tmp_path)), "--json"]).stdout)
+    [issue] = result["issues"]
+    assert issue["message"] == "; ".join(
+        [
+            "span_id 'not-a-span' is not a span id (16 lowercase hex characters, like "
+            "67f6740bbe1ddc3f)",
+            "label 'wrong' is not one of: correct, incorrect",
+        ]
+    ), issue
+    assert csv_rows(sheet)[0]["sync_message"] == issue["message"]
+
+
+def test_counts_progress_and_timing_add_up_over_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    write_csv(tmp_path / "labels.csv", SPANS[:5])
+    mapping = load_mapping(write_mapping(tmp_path))
+    monkeypatch.setattr(pipeline, "SEND_CHUNK_ROWS", 2)
+    ticks = iter([100.0, 102.12345])
+    monkeypatch.setattr(pipeline, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+    progress: list[tuple[int, int]] = []
+    target = MemoryTarget()
+    result = run(mapping, target=target, on_progress=lambda d, t: progress.append((d, t)))
+    assert target.sent == [SPANS[0:2], SPANS[2:4], SPANS[4:5]]
+    assert progress == [(0, 5), (2, 5), (4, 5), (5, 5)]  # cumulative, never back
+    body = result.to_json()
+    assert (body["rows"], body["annotations_sent"], body["statuses_written"]) == (5, 5, 5)
+    assert body["seconds"] == 2.123
+
+
+def test_log_lines_say_what_was_read_sent_and_written(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    write_csv(tmp_path / "labels.csv", SPANS[:3])
+    result = runner.invoke(app, ["sync", str(write_mapping(tmp_path)), "--log-format", "json"])
+    assert result.exit_code == 0
+    messages = [json.loads(line)["message"] for line in result.stderr.splitlines()]
+    assert messages == [
+        "read 3 rows from labels.csv",
+        "sent 3 annotations (3 of 3)",
+        "wrote the status of 3 rows to labels.csv",
+    ]
+
+
+def test_only_invalid_rows_to_write_still_stop_on_an_open_file(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    sheet = write_csv(tmp_path / "labels.csv", SPANS[:1], label="wrong")  # nothing to send
+    (tmp_path / ".~lock.labels.csv#").write_text("owner")
+    before = sheet.read_bytes()
+    result = runner.invoke(app, ["sync", str(write_mapping(tmp_path))])
+    assert result.exit_code == 3, result.output
+    assert "open in Excel or LibreOffice" in result.stderr
+    assert sheet.read_bytes() == before
