@@ -1059,3 +1059,127 @@ def test_only_invalid_rows_to_write_still_stop_on_an_open_file(
     assert result.exit_code == 3, result.output
     assert "open in Excel or LibreOffice" in result.stderr
     assert sheet.read_bytes() == before
+
+
+def write_rows(path: Path, rows: Sequence[Sequence[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["span_id", "label", "annotator"])
+        w.writerows(rows)
+    return path
+
+
+def set_label(path: Path, index: int, label: str) -> None:
+    """Change one label in place, keeping every status column as it is."""
+    rows = csv_rows(path)
+    rows[index]["label"] = label
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+class Updates(MemoryTarget):
+    """Records, per annotation sent, whether it was sent as an update."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.updates: list[tuple[str, bool]] = []
+        self.closed = 0
+
+    def send(self, annotations: Sequence[Annotation], progress: Any = None) -> list[Outcome]:
+        self.updates += [(a.target_id, a.is_update) for a in annotations]
+        return super().send(annotations, progress)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_rows_after_a_skipped_or_restored_row_are_still_planned(tmp_path: Path) -> None:
+    sheet = write_rows(
+        tmp_path / "labels.csv",
+        [[SPANS[0], "", "alice"], [SPANS[1], "correct", "alice"], [SPANS[2], "correct", "alice"]],
+    )
+    mapping = load_mapping(write_mapping(tmp_path))
+    target = Updates()
+    result = run(mapping, target=target)
+    assert target.sent == [[SPANS[1], SPANS[2]]]  # the skipped first row stops nothing
+    rows = csv_rows(sheet)
+    assert rows[0]["sync_status"] == "skipped"
+    assert rows[0]["sync_message"] == "no label, score or explanation yet"
+    assert result.counts["skipped"] == 1 and result.counts["synced"] == 2
+    # new rows are sent as new, not as updates
+    assert target.updates == [(SPANS[1], False), (SPANS[2], False)]
+
+
+def test_an_edit_the_platform_refused_then_undone_is_synced_again_with_its_old_id(
+    tmp_path: Path,
+) -> None:
+    sheet = write_rows(
+        tmp_path / "labels.csv", [[SPANS[0], "correct", "alice"], [SPANS[1], "correct", "alice"]]
+    )
+    mapping = load_mapping(write_mapping(tmp_path))
+    run(mapping, target=Updates())
+    synced = csv_rows(sheet)
+    assert [r["sync_id"] for r in synced] == [f"id-{SPANS[0]}", f"id-{SPANS[1]}"]
+    set_label(sheet, 0, "incorrect")
+    refusing = Updates(reject={SPANS[0]})
+    run(mapping, target=refusing)
+    assert refusing.updates == [(SPANS[0], True)]  # an edit goes as an update
+    assert csv_rows(sheet)[0]["sync_status"] == "rejected"
+    set_label(sheet, 0, "correct")  # undone: the platform still holds what was confirmed
+    again = Updates()
+    result = run(mapping, target=again)
+    assert again.sent == []  # nothing to send for it, nor for the row after it
+    rows = csv_rows(sheet)
+    assert [r["sync_status"] for r in rows] == ["synced", "synced"]
+    assert [r["sync_id"] for r in rows] == [r["sync_id"] for r in synced]
+    assert [r["sync_hash"] for r in rows] == [r["sync_hash"] for r in synced]
+    assert result.counts["synced"] == 1 and result.counts["unchanged"] == 1
+
+
+def test_run_closes_only_the_target_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_rows(tmp_path / "labels.csv", [[SPANS[0], "correct", "alice"]])
+    mapping = load_mapping(write_mapping(tmp_path))
+    given = Updates()
+    run(mapping, target=given)
+    assert given.closed == 0  # the caller's to close
+    opened = Updates()
+    monkeypatch.setattr(pipeline, "open_target", lambda m, **kw: opened)
+    set_label(tmp_path / "labels.csv", 0, "incorrect")
+    run(mapping)
+    assert opened.closed == 1
+
+
+class Offline(MemoryTarget):
+    """A target whose own checks need the platform, which cannot be reached."""
+
+    def problems(self, a: Annotation) -> list[str]:
+        raise TargetUnreachable("cannot reach Memory to read its rules")
+
+
+def test_validate_skips_checks_that_need_the_platform_but_dry_run_and_sync_do_not(
+    tmp_path: Path,
+) -> None:
+    write_rows(tmp_path / "labels.csv", [[SPANS[0], "correct", "alice"]])
+    mapping = load_mapping(write_mapping(tmp_path))
+    checked = run(mapping, target=Offline(), send=False)  # validate: warn, go on
+    assert checked.exit_code == 0 and checked.counts["pending"] == 1
+    with pytest.raises(TargetUnreachable):
+        run(mapping, target=Offline(), dry_run=True)
+    with pytest.raises(TargetUnreachable):
+        run(mapping, target=Offline())
+
+
+def test_the_mappings_state_dir_holds_the_lock_and_journal(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    write_rows(tmp_path / "labels.csv", [[SPANS[0], "correct", "alice"]])
+    path = write_mapping(tmp_path)
+    path.write_text(path.read_text() + "state_dir: own-state\n")
+    run(load_mapping(path), target=Updates())
+    own = tmp_path / "own-state"
+    assert own.is_dir() and any(p.suffix == ".lock" for p in own.iterdir())
+    assert not any(Path(os.environ["ANNOBRIDGE_STATE_DIR"]).iterdir())
