@@ -1183,3 +1183,104 @@ def test_the_mappings_state_dir_holds_the_lock_and_journal(
     own = tmp_path / "own-state"
     assert own.is_dir() and any(p.suffix == ".lock" for p in own.iterdir())
     assert not any(Path(os.environ["ANNOBRIDGE_STATE_DIR"]).iterdir())
+
+
+def test_annotations_carry_the_sheet_and_row_in_their_metadata(tmp_path: Path) -> None:
+    write_rows(tmp_path / "labels.csv", [[SPANS[0], "correct", "alice"]])
+    seen: list[Annotation] = []
+
+    class Keeping(MemoryTarget):
+        def send(self, annotations: Sequence[Annotation], progress: Any = None) -> list[Outcome]:
+            seen.extend(annotations)
+            return super().send(annotations, progress)
+
+    run(load_mapping(write_mapping(tmp_path)), target=Keeping())
+    [a] = seen
+    assert a.metadata["sheet"] == "labels.csv" and a.metadata["row"] == 2
+
+
+def test_statuses_are_written_for_rows_after_unchanged_pending_or_unchanged_invalid_rows(
+    tmp_path: Path,
+) -> None:
+    sheet = write_rows(
+        tmp_path / "labels.csv", [[SPANS[0], "correct", "alice"], [SPANS[1], "wrong", "alice"]]
+    )
+    mapping = load_mapping(write_mapping(tmp_path))
+    run(mapping, target=MemoryTarget())  # row 2 synced, row 3 invalid
+    rows = csv_rows(sheet)
+    rows.append(
+        {
+            **dict.fromkeys(rows[0], ""),
+            "span_id": SPANS[2],
+            "label": "correct",
+            "annotator": "alice",
+        }
+    )
+    rows.append(
+        {
+            **dict.fromkeys(rows[0], ""),
+            "span_id": SPANS[3],
+            "label": "correct",
+            "annotator": "alice",
+        }
+    )
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    # unchanged, still-invalid, then two new rows of which --limit sends one: the new row
+    # after the unchanged and invalid ones gets its status all the same
+    result = run(mapping, target=MemoryTarget(), limit=1)
+    assert result.statuses_written == 1
+    assert [r["sync_status"] for r in csv_rows(sheet)] == ["synced", "invalid", "synced", ""]
+
+
+def test_nothing_to_write_needs_no_writable_sheet(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    sheet = write_csv(tmp_path / "labels.csv", SPANS[:2])
+    mapping = write_mapping(tmp_path)
+    assert runner.invoke(app, ["sync", str(mapping)]).exit_code == 0
+    before = sheet.read_bytes()
+    (tmp_path / ".~lock.labels.csv#").write_text("owner")  # opened since, nothing changed
+    result = runner.invoke(app, ["sync", str(mapping), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["counts"]["unchanged"] == 2
+    assert sheet.read_bytes() == before
+
+
+def test_validate_runs_the_targets_own_checks_on_each_annotation(tmp_path: Path) -> None:
+    write_rows(
+        tmp_path / "labels.csv", [[SPANS[0], "correct", "alice"], [SPANS[1], "incorrect", "alice"]]
+    )
+    result = run(load_mapping(write_mapping(tmp_path)), target=Refusing(), send=False)
+    assert [(i.sheet_row, i.message) for i in result.issues] == [
+        (3, "not sent: Memory refuses 'incorrect'")
+    ]
+
+
+def test_a_failed_mappings_error_message_is_in_the_json(
+    tmp_path: Path, memory: dict[str, MemoryTarget]
+) -> None:
+    ok = make_job(tmp_path, 0, "ok", memory)
+    down = make_job(tmp_path, 1, "down", memory)
+    body = json.loads(runner.invoke(app, ["sync", str(ok), str(down), "--json"]).stdout)
+    assert body["mappings"][1]["error"] == {
+        "type": "TargetUnreachable",
+        "message": "cannot reach Memory at http://127.0.0.1:9 (refused)",
+    }
+
+
+def test_row_hashes_stay_the_same_across_versions() -> None:
+    # Sheets keep sync_hash between runs of different annobridge versions: a hash that
+    # changes makes every synced row look edited and sends it all again.
+    from bridge.pipeline import row_hash
+
+    a = annotation(0, SPANS[0], label="très bien ✓")
+    b = annotation(1, SPANS[1], label="correct")
+    assert row_hash("phoenix|http://x|span", [a]) == row_hash("phoenix|http://x|span", [a])
+    assert row_hash("phoenix|http://x|span", [a]) != row_hash("phoenix|http://y|span", [a])
+    assert row_hash("phoenix|http://x|span", [a, b]) == GOLDEN_HASH
+
+
+GOLDEN_HASH = "8f4438230c3b59a4"  # computed by annobridge 0.1.0
