@@ -14,7 +14,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export ANNOBRIDGE_PHOENIX_PYTHON := $(abspath $(PHOENIX_VENV))/bin/python
 export ANNOBRIDGE_MLFLOW_PYTHON := $(abspath $(MLFLOW_VENV))/bin/python
 
-.PHONY: install servers lint format test unit demo demo-stop cassettes bench clean
+.PHONY: install servers lint format test unit demo demo-stop cassettes bench mutate clean
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -74,5 +74,12 @@ bench: install servers
 	$(BIN)/python benchmarks/agreement_bench.py --xlsx
 	$(BIN)/python benchmarks/startup.py
 
+# Mutation testing (mutmut 3; what it mutates and the fast unit subset it runs are in
+# pyproject.toml [tool.mutmut]). Slow: not part of `make test`. Results stay in mutants/;
+# `$(BIN)/mutmut show NAME` shows one survivor.
+mutate: install
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) .cache examples/.phoenix-data
+	rm -rf $(VENV) .cache examples/.phoenix-data mutants

@@ -225,6 +225,19 @@ class StandInServer:
         raise NotImplementedError
 
 
+# Error wording taken from the documented contract, never made up here (the target's
+# retry rule is checked against exactly these; tests/test_arize_graphql.py):
+# - 429 is "Too Many Requests", its reason phrase (RFC 6585 section 4), which REST v2 sends
+#   as the title of its RFC 9457 Problem JSON (reference/log10-arize.md, "Errors: 400, 401,
+#   403, 404, 422, 429 as RFC 9457 Problem JSON");
+# - the GraphQL limit is the one the "Rate Limit" section of Arize's resource-limitations page
+#   documents ("mutations are limited to 300 per minute"), said in its own words.
+RATE_LIMITED = "Too Many Requests"
+RATE_LIMIT_DOCUMENTED = "Rate Limit: mutations are limited to 300 per minute"
+# Said "never" for this document, not "later": the complexity limit of the same page.
+COMPLEXITY_DOCUMENTED = "complexity cost limit of 1000"
+
+
 def _problem(status: int, title: str, detail: str, path: str) -> tuple[int, Any, dict[str, str]]:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     return status, {**body, "instance": path}, {"Content-Type": "application/problem+json"}
@@ -319,7 +332,8 @@ class ArizeStandIn(StandInServer):
             )
             if used + call.mutations > self.mutations_per_minute:
                 self.rate_limited += 1
-                return 429, {"errors": [{"message": "rate limit exceeded"}]}, {"Retry-After": "0"}
+                message = f"{RATE_LIMITED}: {RATE_LIMIT_DOCUMENTED}"
+                return 429, {"errors": [{"message": message}]}, {"Retry-After": "0"}
         doc = _checked(text)[0]
         assert doc is not None
         result = execute_sync(

@@ -1,13 +1,19 @@
-"""Shared fixtures: a clean environment for every test, and real local servers."""
+"""Shared fixtures: a clean, isolated environment for every test, and real local servers."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import netguard
+
+# No test may reach outside the machine: refused before any packet leaves (tests/netguard.py).
+netguard.install()
 
 # Variables that would point annobridge, or the servers it talks to, somewhere else.
 _FOREIGN_ENV = ("PHOENIX_", "ARIZE_", "MLFLOW_", "LOG10_", "GOOGLE_", "BRIDGE_", "OTEL_")
@@ -21,6 +27,36 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_FOREIGN_ENV) or (name.startswith("ANNOBRIDGE_") and name not in _KEEP):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(
+    clean_environ: None, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Nothing a test runs writes into the developer's home, state folder or /tmp.
+
+    The state folder (locks, journal), HOME (and so ~/.config, ~/.local/state), every XDG
+    base directory and the temp directory point into a fresh directory of this test's own.
+    It is not ``tmp_path`` itself, so tests that list their tmp_path see only their files.
+    """
+    root = tmp_path_factory.mktemp("isolated")
+    places = {
+        "ANNOBRIDGE_STATE_DIR": root / "state",
+        "HOME": root / "home",
+        "XDG_CONFIG_HOME": root / "home" / ".config",
+        "XDG_STATE_HOME": root / "home" / ".local" / "state",
+        "XDG_DATA_HOME": root / "home" / ".local" / "share",
+        "XDG_CACHE_HOME": root / "home" / ".cache",
+        "XDG_RUNTIME_DIR": root / "runtime",
+        "TMPDIR": root / "tmp",
+    }
+    for name, path in places.items():
+        path.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(path))
+    for name in ("TEMP", "TMP"):
+        monkeypatch.setenv(name, str(places["TMPDIR"]))
+    monkeypatch.setattr(tempfile, "tempdir", str(places["TMPDIR"]))
+    return root
 
 
 @pytest.fixture(scope="session")

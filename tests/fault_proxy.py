@@ -2,14 +2,19 @@
 
 Per request, from a seeded random draw: a 500 without forwarding, a 429 with Retry-After
 without forwarding, a connection reset after forwarding (the server did the work, the
-client never hears of it), a stall longer than the client's timeout after forwarding, or a
-clean pass-through. Everything else is relayed byte for byte.
+client never hears of it), a stall after forwarding, or a clean pass-through. Everything
+else is relayed byte for byte.
+
+A stall holds the answer until the client hangs up (its timeout ran out), however long that
+takes, up to ``stall_seconds``: tests count ``abandoned`` stalls instead of betting that a
+wall-clock stall outlasts the client's timeout on a loaded machine.
 """
 
 from __future__ import annotations
 
 import http.client
 import random
+import select
 import socket
 import struct
 import threading
@@ -19,6 +24,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+def hung_up(sock: socket.socket, limit: float) -> bool:
+    """Wait until the client closes ``sock`` (True) or ``limit`` seconds pass (False)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([sock], [], [], 0.05)
+        if readable:
+            try:
+                if sock.recv(1, socket.MSG_PEEK) == b"":
+                    return True
+            except (ConnectionResetError, OSError):
+                return True
+            time.sleep(0.05)  # data, not a hang-up: the client is still there
+    return False
 
 
 class FaultProxy:
@@ -33,7 +53,7 @@ class FaultProxy:
         error_429: float = 0.05,
         reset: float = 0.02,
         stall: float = 0.01,
-        stall_seconds: float = 3.0,
+        stall_seconds: float = 120.0,
         retry_after: int = 1,
         first: tuple[str, ...] = ("pass", "500", "pass", "429", "pass", "reset", "pass", "stall"),
     ) -> None:
@@ -46,6 +66,7 @@ class FaultProxy:
         self.stall_seconds = stall_seconds
         self.retry_after = retry_after
         self.injected: Counter[str] = Counter()
+        self.abandoned = 0  # stalls the client gave up on before any answer
         # The first decisions are fixed, so every kind of fault happens in every run.
         self.scripted = list(first)
         proxy = self
@@ -76,7 +97,9 @@ class FaultProxy:
                     self.close_connection = True
                     return None
                 if fault == "stall":
-                    time.sleep(proxy.stall_seconds)
+                    if hung_up(self.connection, proxy.stall_seconds):
+                        with proxy.lock:
+                            proxy.abandoned += 1
                     self.close_connection = True
                     return None
                 return self._reply(status, payload, headers)

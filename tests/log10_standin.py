@@ -16,6 +16,10 @@ published OpenAPI description specifies them (reference/log10-arize.md, seed 003
   ``{"data": [...], "total": N}`` as the client reads it; ``GET /api/v1/feedback/{id}``.
 
 There is no update and no delete, as in the documented API. Messages are the stand-in's own.
+
+The server-side schema rule is written here from the documented contract, in the stand-in's
+own words (:func:`schema_problem`): it never calls jsonschema, which annobridge's target
+uses, so "the server validates too" can disagree with the target's own check.
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-from jsonschema import validators
 
 from tests.arize_standin import Call, StandInServer
 
@@ -126,14 +128,9 @@ class Log10StandIn(StandInServer):
             return 404, {"error": "feedback task not found"}, {}
         values = body["json_values"]
         schema = task["json_schema"]
-        cls = validators.validator_for(schema)
-        errors = sorted(cls(schema).iter_errors(values), key=lambda e: list(e.path))
-        if errors:
-            return (
-                422,
-                {"detail": f"json_values do not match the task schema: {errors[0].message}"},
-                {},
-            )
+        problem = schema_problem(values, schema)
+        if problem:
+            return 422, {"detail": f"json_values do not match the task schema: {problem}"}, {}
         if by_tags:
             selector = set(body["completion_tags_selector"] or [])
             matched = sorted(c for c, tags in self.completions.items() if selector <= tags)
@@ -169,3 +166,59 @@ class Log10StandIn(StandInServer):
         offset = int(query.get("offset", 0))
         limit = int(query.get("limit", 50))
         return 200, {"data": items[offset : offset + limit], "total": len(items)}, {}
+
+
+# JSON Schema's type names and the Python values each accepts (bool is not a number there).
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "integer": lambda v: (
+        isinstance(v, int | float) and not isinstance(v, bool) and float(v).is_integer()
+    ),
+}
+
+
+def schema_problem(value: Any, schema: Any, where: str = "json_values") -> str | None:
+    """The first way ``value`` breaks the task's schema, in the stand-in's words; None if none.
+
+    Covers what task schemas use (type, enum, const, minimum/maximum, required, properties,
+    additionalProperties, items); other keywords are not enforced.
+    """
+    if not isinstance(schema, dict):
+        return None
+    wanted = schema.get("type")
+    if wanted is not None:
+        names = wanted if isinstance(wanted, list) else [wanted]
+        if not any(_TYPES.get(n, lambda v: False)(value) for n in names):
+            return f"{where} should be {' or '.join(map(str, names))}, got {value!r}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{where} {value!r} is not an allowed value (allowed: {schema['enum']!r})"
+    if "const" in schema and value != schema["const"]:
+        return f"{where} must be {schema['const']!r}"
+    if _TYPES["number"](value):
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{where} {value!r} is below the minimum {schema['minimum']!r}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{where} {value!r} is above the maximum {schema['maximum']!r}"
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                return f"{where} lacks the required field {key!r}"
+        properties = schema.get("properties", {})
+        for key, item in value.items():
+            if key in properties:
+                problem = schema_problem(item, properties[key], f"{where}.{key}")
+                if problem:
+                    return problem
+            elif schema.get("additionalProperties") is False:
+                return f"{where} has a field the task does not define: {key!r}"
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            problem = schema_problem(item, schema["items"], f"{where}[{i}]")
+            if problem:
+                return problem
+    return None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ROOT, free_port, launch
+from tests.servers import NO_TELEMETRY, ROOT, free_port, launch
 
 DEFAULT_MLFLOW_PYTHON = ROOT / ".cache" / "servers" / "mlflow" / "bin" / "python"
 API = "/api/3.0/mlflow"
@@ -40,7 +40,7 @@ def mlflow_python() -> Path:
 
 def _client_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "OTEL_"))}
-    return {**env, **(extra or {})}
+    return {**env, **(extra or {}), **NO_TELEMETRY}
 
 
 @dataclass

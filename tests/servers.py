@@ -20,6 +20,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every server and SDK process the tests start has its telemetry off (names checked in the
+# installed packages: mlflow/telemetry/utils.py reads MLFLOW_DISABLE_TELEMETRY and
+# DO_NOT_TRACK == "true"; phoenix/config.py reads PHOENIX_TELEMETRY_ENABLED).
+NO_TELEMETRY = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "PHOENIX_TELEMETRY_ENABLED": "false",
+}
 DEFAULT_PHOENIX_PYTHON = ROOT / ".cache" / "servers" / "phoenix" / "bin" / "python"
 
 
@@ -54,10 +62,17 @@ def launch(
     ``health_url`` answers 200; a server that exits or stays silent fails with its log."""
     log_path = workdir / f"{name.lower()}.log"
     log = open(log_path, "ab")  # noqa: SIM115 - owned by the process
-    process = subprocess.Popen(
-        cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log.close()
+    try:
+        process = subprocess.Popen(
+            cmd,
+            env={**env, **NO_TELEMETRY},
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -156,7 +171,9 @@ class PhoenixServer:
         if retriever:
             cmd.append("--retriever")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout + 60)
+        done = subprocess.run(
+            cmd, env={**env, **NO_TELEMETRY}, capture_output=True, text=True, timeout=timeout + 60
+        )
         if done.returncode != 0:
             sys.stderr.write(done.stdout + done.stderr)
             raise RuntimeError(f"seeding Phoenix failed: {done.stderr.strip()[-500:]}")

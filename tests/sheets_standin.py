@@ -44,6 +44,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fault_proxy import hung_up as _hung_up
+
+# Fault.delay meaning "until the client hangs up"
+HANG = -1.0
+
 _EPOCH = datetime(1899, 12, 30)
 
 
@@ -564,6 +569,7 @@ class SheetsStandIn:
         self.spreadsheets: dict[str, Spreadsheet] = {}
         self.log: list[Recorded] = []
         self.faults: list[Fault] = []
+        self.abandoned = 0  # hung requests the client gave up on
         self.tokens: set[str] = set()
         self.refuse_tokens = False
         # SME edits to make just before the next request of a kind: (kind, edit)
@@ -695,6 +701,13 @@ class SheetsStandIn:
         with self.lock:
             self.faults.append(Fault(kind, 0, times, delay=seconds))
 
+    def hang(self, times: int = 1, *, kind: str | None = None) -> None:
+        """Answer the next ``times`` requests (of ``kind``) only once the client has hung up
+        (its timeout ran out), however long that takes: ``abandoned`` counts them. A test
+        of timeouts then bets on no wall clock: any client timeout is a timeout here."""
+        with self.lock:
+            self.faults.append(Fault(kind, 0, times, delay=HANG))
+
     # -- the SMEs --
 
     def sort_rows(
@@ -740,7 +753,7 @@ class SheetsStandIn:
     # -- serving --
 
     def handle(
-        self, method: str, target: str, headers: Any, body: bytes
+        self, method: str, target: str, headers: Any, body: bytes, connection: Any = None
     ) -> tuple[int, Any, dict[str, str]]:
         parts = urlsplit(target)
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -755,7 +768,11 @@ class SheetsStandIn:
             if edit is not None:
                 self.edits.remove(edit)
                 edit[1]()
-        if fault is not None and fault.delay:
+        if fault is not None and fault.delay == HANG:
+            if connection is not None and _hung_up(connection, 120.0):
+                with self.lock:
+                    self.abandoned += 1
+        elif fault is not None and fault.delay:
             time.sleep(fault.delay)
         try:
             if fault is not None and fault.status:
@@ -1127,7 +1144,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        status, answer, extra = self.standin.handle(self.command, self.path, self.headers, body)
+        status, answer, extra = self.standin.handle(
+            self.command, self.path, self.headers, body, self.connection
+        )
         data = json.dumps(answer, ensure_ascii=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")

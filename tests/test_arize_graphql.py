@@ -23,9 +23,18 @@ from bridge.pipeline import run
 from bridge.records import Annotation, Status
 from bridge.registry import open_target
 from bridge.targets.arize.config import ArizeConfig
+from bridge.targets.arize.graphql import is_retryable
 from bridge.targets.arize.ratelimit import RateLimiter
 from bridge.targets.arize.target import ArizeTarget
-from tests.arize_standin import ArizeStandIn, FakeClock, RowAnnotation, document_errors
+from tests.arize_standin import (
+    COMPLEXITY_DOCUMENTED,
+    RATE_LIMIT_DOCUMENTED,
+    RATE_LIMITED,
+    ArizeStandIn,
+    FakeClock,
+    RowAnnotation,
+    document_errors,
+)
 
 KEY = "arize-test-key-4d9a1c"
 MODEL = "TW9kZWw6MzExMjk3NjEwaweDpTZXdq"  # the documentation's example model id
@@ -301,12 +310,28 @@ def test_a_retryable_error_fails_the_row_for_the_next_run(
             200,
             {
                 "data": {"a0": None, "a1": {"clientMutationId": None}},
-                "errors": [{"message": "Rate limit exceeded, try again", "path": ["a0"]}],
+                "errors": [{"message": RATE_LIMITED, "path": ["a0"]}],
             },
         )
     )
     outcomes = target(arize, clock).send([ann(0, span(0)), ann(1, span(1))])
     assert statuses(outcomes) == ["failed", "synced"]
+
+
+@pytest.mark.parametrize(
+    ("documented", "later"),
+    [
+        (RATE_LIMITED, True),
+        (RATE_LIMIT_DOCUMENTED, True),
+        (f"{RATE_LIMITED}: {RATE_LIMIT_DOCUMENTED}", True),
+        ("Service Unavailable", True),  # 503's reason phrase (RFC 9110 section 15.6.4)
+        (COMPLEXITY_DOCUMENTED, False),
+        ("Not Found", False),
+    ],
+)
+def test_the_retry_rule_reads_the_documented_wording(documented: str, later: bool) -> None:
+    # the wording comes from Arize's documentation (tests/arize_standin.py), not the stand-in
+    assert is_retryable(documented) is later
 
 
 def test_a_lost_server_keeps_what_was_confirmed(arize: ArizeStandIn, clock: FakeClock) -> None:
@@ -388,18 +413,20 @@ def test_the_limiter_is_a_sliding_window() -> None:
 
 
 def test_sends_stay_under_the_documented_300_mutations_a_minute(
-    arize: ArizeStandIn, clock: FakeClock
+    arize: ArizeStandIn, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     n = 700
     seed(arize, *(span(i) for i in range(n)))
-    started, real = clock.now, time.monotonic()
+    real_sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", real_sleeps.append)
+    started = clock.now
     t = target(arize, clock, mutations_per_request=50, mutations_per_minute=300)
     outcomes = t.send([ann(i, span(i)) for i in range(n)])
     assert statuses(outcomes) == ["synced"] * n
     assert arize.rate_limited == 0
     assert arize.max_mutations_in_window() == 300
     assert clock.now - started == pytest.approx(120.0)  # 300 now, 300 at +60 s, 100 at +120 s
-    assert time.monotonic() - real < 20  # no real waiting
+    assert real_sleeps == []  # no real waiting: every wait went to the injected clock
 
 
 def test_without_the_limiter_the_stand_in_refuses_past_300_a_minute(

@@ -10,7 +10,6 @@ against a fresh stand-in.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from bridge.records import Annotation, Status
 from bridge.targets.arize.config import ArizeConfig
 from bridge.targets.arize.target import ArizeTarget
 from tests.arize_standin import ArizeStandIn, document_errors
+from tests.replay import Replay, recorder, replay
 
 RECORD = os.environ.get("ANNOBRIDGE_RECORD") == "1"
 CASSETTES = Path(__file__).parent / "cassettes" / "arize"
@@ -39,14 +39,9 @@ NOW = datetime(2024, 11, 20, tzinfo=UTC)
 T0 = datetime(2024, 11, 15, 10, 15, 30, tzinfo=UTC)
 SPANS = [f"{0xE351B661B957E727 + i:016x}" for i in range(4)]
 
-recorder = vcr.VCR(
-    cassette_library_dir=str(CASSETTES),
-    record_mode="all" if RECORD else "none",
-    # Free ports differ between recordings: match on everything but the host and port.
-    match_on=["method", "path", "query", "body"],
-    filter_headers=["x-api-key", "authorization"],
-    decode_compressed_response=True,
-)
+# Strict replay: method, scheme, host, port, path, query and (parsed) body must match, every
+# interaction must be played, and assertions read what the code sent (tests/replay.py).
+VCR = recorder(str(CASSETTES), REPLAY_URL, filter_headers=["x-api-key", "authorization"])
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +91,8 @@ def ann(i: int, record: str, label: str | None = "correct", **kw: Any) -> Annota
     return Annotation(**fields)
 
 
-def graphql_bodies(cassette: Any) -> list[dict[str, Any]]:
-    return [json.loads(r.body) for r in cassette.requests if r.path.endswith("/graphql")]
+def graphql_bodies(seen: Replay) -> list[dict[str, Any]]:
+    return [r.body for r in seen.sent if r.path.endswith("/graphql")]
 
 
 def test_graphql_sync(url: str) -> None:
@@ -107,7 +102,7 @@ def test_graphql_sync(url: str) -> None:
         ann(2, SPANS[1], label=None, score=0.5),
         ann(3, SPANS[2], score=1.0),  # label and score: refused before sending
     ]
-    with recorder.use_cassette("graphql_sync.yaml") as cassette:
+    with replay(VCR, "graphql_sync.yaml") as cassette:
         t = target(url)
         t.check()
         outcomes = t.send(batch)
@@ -138,7 +133,7 @@ def test_graphql_newer_input(url: str) -> None:
         annotation_config_ids={"correctness": CONFIG_ID},
         start_time=None,
     )
-    with recorder.use_cassette("graphql_annotation_updates.yaml") as cassette:
+    with replay(VCR, "graphql_annotation_updates.yaml") as cassette:
         outcomes = t.send([ann(0, SPANS[0], label="incorrect"), ann(1, SPANS[3])])
     assert [o.status for o in outcomes] == [Status.SYNCED, Status.REJECTED]
     assert outcomes[1].message.startswith(f"Arize: record {SPANS[3]} not found")
@@ -150,16 +145,16 @@ def test_graphql_newer_input(url: str) -> None:
 
 def test_rest_sync(url: str) -> None:
     t = target(url, api="rest", project_id=PROJECT, model_id=None, start_time=None)
-    with recorder.use_cassette("rest_sync.yaml") as cassette:
+    with replay(VCR, "rest_sync.yaml") as cassette:
         outcomes = t.send([ann(0, SPANS[0]), ann(1, SPANS[3]), ann(2, SPANS[1], score=1.0)])
     assert [o.status for o in outcomes] == [Status.SYNCED, Status.REJECTED, Status.SYNCED]
     assert outcomes[1].message.startswith(f"Arize has no span '{SPANS[3]}'")
-    sizes = [len(json.loads(r.body)["annotations"]) for r in cassette.requests]
+    sizes = [len(r.body["annotations"]) for r in cassette.sent]
     assert sizes == [3, 1, 2, 1, 1]  # the all-or-nothing 404, split until alone
 
 
 def test_auth_refused(url: str) -> None:
-    with recorder.use_cassette("auth_refused.yaml"):
+    with replay(VCR, "auth_refused.yaml"):
         with pytest.raises(AuthRefused) as err:
             target(url, key=WRONG_KEY).check()
     assert WRONG_KEY not in str(err.value)

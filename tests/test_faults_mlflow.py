@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +52,7 @@ def job(tmp_path: Path, url: str, traces: list[str]) -> Path:
     mapping.write_text(
         f"""
 source: {{type: excel, path: labels.xlsx, worksheet: Labels}}
-target: {{type: mlflow, url: "{url}", experiment: {EXPERIMENT}, timeout: 1}}
+target: {{type: mlflow, url: "{url}", experiment: {EXPERIMENT}, timeout: 4}}
 annotations:
   - name: faults
     id_column: trace_id
@@ -70,9 +69,7 @@ def test_every_row_ends_synced_or_failed_with_a_reason_and_nothing_is_duplicated
 ) -> None:
     with FaultProxy(server.url, seed=11) as proxy:
         mapping = load_mapping(job(tmp_path, proxy.url, traces))
-        started = time.monotonic()
         first = run(mapping)
-        elapsed = time.monotonic() - started
         book = tmp_path / "labels.xlsx"
         rows = list(openpyxl.load_workbook(book)["Labels"].iter_rows(values_only=True))
         header = rows[0]
@@ -86,8 +83,9 @@ def test_every_row_ends_synced_or_failed_with_a_reason_and_nothing_is_duplicated
             runs.append(run(mapping))
     assert {"500", "429", "reset", "stall"} <= set(proxy.injected)
     assert sum(proxy.injected.values()) > 100
-    # Bounded: timeouts and bounded retries everywhere; a hang would blow far past this.
-    assert elapsed < 240
+    # Every stall was a timeout: the client hung up before any answer, then went on (a hang
+    # is the pytest timeout's to catch; no wall-clock limit here).
+    assert proxy.abandoned == proxy.injected["stall"] >= 1
     landed: list[dict[str, Any]] = []
     for t in traces:
         landed += [a for a in server.assessments(t) if a["assessment_name"] == "faults"]
@@ -99,4 +97,4 @@ def test_every_row_ends_synced_or_failed_with_a_reason_and_nothing_is_duplicated
     for trace, label, annotator, *_ in rows[1:]:
         assert by_key[(trace, annotator)] == label
     assert all(r[status_at] == "synced" for r in rows[1:])
-    print(f"faults injected: {dict(proxy.injected)}; first run {elapsed:.1f} s, {len(runs)} runs")
+    print(f"faults injected: {dict(proxy.injected)}; {len(runs)} runs")

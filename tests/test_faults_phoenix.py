@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -30,8 +29,8 @@ def job(tmp_path: Path, url: str, spans: list[str]) -> Path:
             ws.append([s, ("correct", "incorrect")[(i + a) % 2], f"sme{a}"])
     book.save(tmp_path / "labels.xlsx")
     mapping = tmp_path / "m.yaml"
-    # Small batches so the run makes a few hundred requests through the proxy; a 1 s
-    # timeout so the 3 s stalls are timeouts.
+    # Small batches so the run makes a few hundred requests through the proxy. Stalls last
+    # until the client times out, so the timeout only needs headroom for real answers.
     mapping.write_text(
         f"""
 source: {{type: excel, path: labels.xlsx, worksheet: Labels}}
@@ -39,7 +38,7 @@ target:
   type: phoenix
   url: "{url}"
   project: tests
-  timeout: 1
+  timeout: 4
   batch_size: 10
   max_unconfirmed: 20
 annotations:
@@ -59,16 +58,15 @@ def test_every_row_ends_synced_or_failed_with_a_reason_and_nothing_is_duplicated
     spans = [s["span_id"] for s in seeded_spans] + [s["llm_span_id"] for s in seeded_spans]
     with FaultProxy(phoenix.url, seed=7) as proxy:
         mapping = load_mapping(job(tmp_path, proxy.url, spans))
-        started = time.monotonic()
         first = run(mapping)
-        elapsed = time.monotonic() - started
         runs = [first]
         while runs[-1].counts["failed"] and len(runs) < 4:  # failed rows retry next run
             runs.append(run(mapping))
     assert {"500", "429", "reset", "stall"} <= set(proxy.injected)
     assert sum(proxy.injected.values()) > 100
-    # Bounded: timeouts and bounded retries everywhere; a hang would blow far past this.
-    assert elapsed < 240
+    # Every stall was a timeout: the client hung up before any answer, then went on (a hang
+    # is the pytest timeout's to catch; no wall-clock limit here).
+    assert proxy.abandoned == proxy.injected["stall"] >= 1
     rows = list(
         openpyxl.load_workbook(tmp_path / "labels.xlsx")["Labels"].iter_rows(values_only=True)
     )
@@ -86,4 +84,4 @@ def test_every_row_ends_synced_or_failed_with_a_reason_and_nothing_is_duplicated
     for span, label, annotator, *_ in rows[1:]:
         assert by_key[(span, f"annobridge:{annotator}")] == label
     assert all(r[status_at] == "synced" for r in rows[1:])
-    print(f"faults injected: {dict(proxy.injected)}; first run {elapsed:.1f} s, {len(runs)} runs")
+    print(f"faults injected: {dict(proxy.injected)}; {len(runs)} runs")

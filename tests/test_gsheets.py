@@ -8,7 +8,6 @@ stays within 3 requests up to 25k rows; retries are bounded and honour Retry-Aft
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from datetime import time as time_of_day
@@ -809,20 +808,20 @@ def test_more_rows_cost_one_more_write_per_chunk(
     assert statuses(standin)[span(250)] == ("synced", "")
 
 
-def test_ten_thousand_rows_read_and_written_back_in_seconds(
+def test_ten_thousand_rows_read_and_written_back_in_three_requests(
     standin: SheetsStandIn, make_source: MakeSource
 ) -> None:
+    # Speed is measured in benchmarks/gsheets_requests.py; here: what it costs in requests.
     standin.put(KEY, "Labels", [HEADER, *rows_of(10_000)])
     src = make_source()
-    started = time.perf_counter()
     rows = src.read(SPEC)
-    read_s = time.perf_counter() - started
+    assert len(rows) == 10_000
     report = src.write_status(
         SPEC, updates_for(rows, sync_id="U3BhbkFubm90YXRpb246MQ==", sync_hash="0123456789abcdef")
     )
-    total_s = time.perf_counter() - started
     assert report.written == 10_000 and standin.count() == 3
-    assert total_s < 10, f"read {read_s:.2f}s, read + write-back {total_s:.2f}s"
+    assert [r.kind for r in standin.log] == ["read", "read", "write"]
+    assert standin.column(KEY, "Labels", "sync_id")[-1] == "U3BhbkFubm90YXRpb246MQ=="
 
 
 def test_429_storm_is_retried_honouring_retry_after(
@@ -900,7 +899,7 @@ def test_every_request_has_a_timeout_and_stalls_are_retried(
     standin: SheetsStandIn, make_source: MakeSource, sleeps: list[float]
 ) -> None:
     standin.put(KEY, "Labels", [HEADER, *rows_of(1)])
-    standin.stall(1.5, times=1)
+    standin.hang(times=1)  # answered only once the client gave up: no race with the clock
     seen: list[Any] = []
     session = requests.Session()
     original = session.request
@@ -915,23 +914,25 @@ def test_every_request_has_a_timeout_and_stalls_are_retried(
         "Labels",
         api_base=standin.url,
         session=session,
-        timeout=0.3,
+        timeout=2,
         retry=RetryPolicy(sleep=sleeps.append),
     )
     try:
         assert len(src.read(SPEC)) == 1
     finally:
         src.close()
-    assert seen == [(0.3, 0.3), (0.3, 0.3)] and len(sleeps) == 1
+    assert seen == [(2, 2), (2, 2)] and len(sleeps) == 1
+    assert standin.abandoned == 1  # the first try timed out, the retry was answered
 
 
 def test_a_sheet_that_never_answers_is_exit_3(
     standin: SheetsStandIn, make_source: MakeSource
 ) -> None:
-    standin.stall(1.0, times=3)
+    standin.hang(times=3)
     src = make_source(timeout=0.2, retry=RetryPolicy(retries=2, sleep=lambda s: None))
     with pytest.raises(SourceUnavailable, match="no answer within the timeout.*on 3 tries"):
         src.read(SPEC)
+    assert len(standin.log) == 3
 
 
 def test_unreachable_google_is_exit_3() -> None:

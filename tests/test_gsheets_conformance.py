@@ -12,6 +12,8 @@ file becomes creating an empty spreadsheet (Sheet1, 1000x26, as Google makes it)
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,34 @@ COSMETIC = {"defaultFormat", "spreadsheetTheme"}
 # Ids Google picks at random (addSheet): compared by type only.
 RANDOM_IDS = {"sheetId"}
 
-pytestmark = pytest.mark.skipif(
-    not CASSETTES, reason=f"recorded Google traffic not found at {RECORDED}"
-)
+MISSING = f"recorded Google traffic not found at {RECORDED}"
+
+
+def in_ci(environ: dict[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(autouse=True)
+def recordings() -> None:
+    """Locally a missing checkout of ../shared skips; in CI it fails: the stand-in must not
+    silently lose its only link to real Google traffic."""
+    if not CASSETTES:
+        if in_ci():
+            pytest.fail(f"{MISSING}; CI must check out ../shared (CI=true)", pytrace=False)
+        pytest.skip(MISSING)
+
+
+def test_missing_recordings_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert in_ci({"CI": "true"}) and in_ci({"CI": "1"})
+    assert not in_ci({}) and not in_ci({"CI": "false"})
+    monkeypatch.setattr(sys.modules[__name__], "CASSETTES", [])
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must check out"):
+        recordings.__wrapped__()  # type: ignore[attr-defined]
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        recordings.__wrapped__()  # type: ignore[attr-defined]
 
 
 def _conform(recorded: Any, ours: Any, where: str) -> Iterator[str]:

@@ -277,7 +277,8 @@ def test_the_server_validates_against_the_task_schema_too(
     [outcome] = t.send([ann(0, "unique-tag")])
     assert outcome.status == Status.REJECTED
     assert outcome.message == (
-        "log10 answered 422: json_values do not match the task schema: '😀' is not one of ['😫']"
+        "log10 answered 422: json_values do not match the task schema: "
+        "json_values.feedback '😀' is not an allowed value (allowed: ['😫'])"
     )
     assert log10.feedback == []
 

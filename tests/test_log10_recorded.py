@@ -8,7 +8,6 @@ re-records them against a fresh stand-in.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from bridge.records import Annotation, Status
 from bridge.targets.log10.config import Log10Config
 from bridge.targets.log10.target import Log10Target
 from tests.log10_standin import Log10StandIn
+from tests.replay import recorder, replay
 
 RECORD = os.environ.get("ANNOBRIDGE_RECORD") == "1"
 CASSETTES = Path(__file__).parent / "cassettes" / "log10"
@@ -39,13 +39,9 @@ SCHEMA = {
     "required": ["feedback"],
 }
 
-recorder = vcr.VCR(
-    cassette_library_dir=str(CASSETTES),
-    record_mode="all" if RECORD else "none",
-    match_on=["method", "path", "query", "body"],
-    filter_headers=["x-log10-token"],
-    decode_compressed_response=True,
-)
+# Strict replay: method, scheme, host, port, path, query and (parsed) body must match, every
+# interaction must be played, and assertions read what the code sent (tests/replay.py).
+VCR = recorder(str(CASSETTES), REPLAY_URL, filter_headers=["x-log10-token"])
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +105,7 @@ def is_uuid(text: str) -> bool:
 
 def test_feedback_sync(url: str) -> None:
     batch = [ann(0, "session-1"), ann(1, "session-2", label="meh"), ann(2, "nobody")]
-    with recorder.use_cassette("feedback_sync.yaml") as cassette:
+    with replay(VCR, "feedback_sync.yaml") as cassette:
         t = target(url)
         t.check()
         outcomes = t.send(batch)
@@ -117,14 +113,14 @@ def test_feedback_sync(url: str) -> None:
     assert is_uuid(outcomes[0].remote_id)
     assert outcomes[1].message.startswith("not sent: feedback (from label): 'meh' is not one")
     assert outcomes[2].message.startswith("log10 answered 400: no completions matched")
-    requests = cassette.requests
+    requests = cassette.sent
     assert [(r.method, r.path) for r in requests] == [
         ("GET", f"/api/v1/feedback_task/{TASK}"),
         ("POST", "/api/v1/feedback"),
         ("POST", "/api/v1/feedback"),
     ]
     assert requests[0].query == [("organization_id", ORG)]
-    assert json.loads(requests[1].body) == {
+    assert requests[1].body == {
         "task_id": TASK,
         "json_values": {"feedback": "😀"},
         "completion_tags_selector": ["session-1"],
@@ -136,17 +132,17 @@ def test_feedback_sync(url: str) -> None:
 def test_a_lost_answer_is_read_back(url: str, server: Log10StandIn | None) -> None:
     if server is not None:
         server.store_then_fail = 1
-    with recorder.use_cassette("lost_answer.yaml") as cassette:
+    with replay(VCR, "lost_answer.yaml") as cassette:
         t = target(url, page_size=1)
         outcomes = t.send([ann(0, "session-2", label="😐")])
     assert outcomes[0].status == Status.SYNCED and is_uuid(outcomes[0].remote_id)
-    methods = [(r.method, r.path) for r in cassette.requests]
+    methods = [(r.method, r.path) for r in cassette.sent]
     assert methods.count(("POST", "/api/v1/feedback")) == 1  # never retried blindly
     assert methods.count(("GET", "/api/v1/feedback")) == 2  # page by page, one item each
 
 
 def test_auth_refused(url: str) -> None:
-    with recorder.use_cassette("auth_refused.yaml"):
+    with replay(VCR, "auth_refused.yaml"):
         with pytest.raises(AuthRefused) as err:
             target(url, token=WRONG_TOKEN).check()
     assert WRONG_TOKEN not in str(err.value)

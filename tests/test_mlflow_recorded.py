@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import requests
-import vcr
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 from bridge.errors import AuthRefused, TargetUnreachable
@@ -27,6 +26,7 @@ from bridge.rules import identifier_for
 from bridge.targets.mlflow.config import MlflowConfig
 from bridge.targets.mlflow.target import MlflowTarget
 from bridge.targets.mlflow.values import assessment_id
+from tests.replay import Replay, recorder, replay
 
 RECORD = os.environ.get("ANNOBRIDGE_RECORD") == "1"
 CASSETTES = Path(__file__).parent / "cassettes" / "mlflow"
@@ -36,14 +36,9 @@ EXPERIMENT = "recorded"
 # The admin password of the throw-away server used while recording (never in a cassette).
 ADMIN_PASSWORD = "recording-admin-password-0123"
 
-recorder = vcr.VCR(
-    cassette_library_dir=str(CASSETTES),
-    record_mode="all" if RECORD else "none",
-    # Free ports differ between recordings: match on everything but the host and port.
-    match_on=["method", "path", "query", "body"],
-    filter_headers=["authorization"],
-    decode_compressed_response=True,
-)
+# Strict replay: method, scheme, host, port, path, query and (parsed) body must match, every
+# interaction must be played, and assertions read what the code sent (tests/replay.py).
+VCR = recorder(str(CASSETTES), REPLAY_URL, filter_headers=["authorization"])
 
 
 @pytest.fixture(scope="module")
@@ -125,15 +120,13 @@ def annotation(i: int, target_id: str, label: str = "correct", **kw: Any) -> Ann
     return Annotation(**fields)
 
 
-def made(cassette: Any) -> list[str]:
-    return [f"{r.method} {r.path}" for r in cassette.requests]
+def made(seen: Replay) -> list[str]:
+    return [f"{r.method} {r.path}" for r in seen.sent]
 
 
-def writes(cassette: Any) -> list[str]:
+def writes(seen: Replay) -> list[str]:
     return [
-        m
-        for m in made(cassette)
-        if m.startswith(("POST", "PATCH", "DELETE")) and "/assessments" in m
+        m for m in made(seen) if m.startswith(("POST", "PATCH", "DELETE")) and "/assessments" in m
     ]
 
 
@@ -146,7 +139,7 @@ def test_unknown_trace_is_rejected_and_the_rest_land(
         annotation(1, unknown),
         annotation(2, traces[1]["trace_id"], label="incorrect"),
     ]
-    with recorder.use_cassette("unknown_trace.yaml") as cassette:
+    with replay(VCR, "unknown_trace.yaml") as cassette:
         outcomes = target(url).send(batch)
     assert [o.status for o in outcomes] == [Status.SYNCED, Status.REJECTED, Status.SYNCED]
     assert outcomes[1].message.startswith(f"MLflow has no trace '{unknown}'")
@@ -169,7 +162,7 @@ def test_request_ids_resolve_in_one_search_and_ambiguous_or_unknown_are_rejected
         annotation(1, "req-shared", kind="client request"),
         annotation(2, "req-9999", kind="client request"),
     ]
-    with recorder.use_cassette("ambiguous_request_id.yaml") as cassette:
+    with replay(VCR, "ambiguous_request_id.yaml") as cassette:
         outcomes = target(url, id_kind="client_request_id").send(batch)
     assert [o.status for o in outcomes] == [Status.SYNCED, Status.REJECTED, Status.REJECTED]
     assert outcomes[1].message == (
@@ -177,9 +170,9 @@ def test_request_ids_resolve_in_one_search_and_ambiguous_or_unknown_are_rejected
         f"({shared[0]}, {shared[1]}); label them by trace id instead (id_kind: trace_id)"
     )
     assert outcomes[2].message.startswith("no trace with request id 'req-9999' in experiment")
-    searches = [r for r in cassette.requests if r.path.endswith("/traces/search")]
+    searches = cassette.where(lambda r: r.path.endswith("/traces/search"))
     assert len(searches) == 1
-    sent = json.loads(searches[0].body)
+    sent = searches[0].body
     assert sent["filter"] == (
         "attributes.client_request_id IN ('req-0002', 'req-shared', 'req-9999')"
     )
@@ -192,7 +185,7 @@ def test_an_edit_is_patched_in_place_with_a_camel_case_mask(
     url: str, traces: list[dict[str, Any]]
 ) -> None:
     trace = traces[2]["trace_id"]
-    with recorder.use_cassette("edit.yaml") as cassette:
+    with replay(VCR, "edit.yaml") as cassette:
         first = target(url).send([annotation(0, trace, name="recorded_edit")])
         edited = annotation(0, trace, label="wrong", name="recorded_edit", is_update=True)
         second = target(url).send([edited])
@@ -202,10 +195,10 @@ def test_an_edit_is_patched_in_place_with_a_camel_case_mask(
         f"POST /api/3.0/mlflow/traces/{trace}/assessments",
         f"PATCH /api/3.0/mlflow/traces/{trace}/assessments/{first[0].remote_id}",
     ]
-    patch = json.loads(cassette.requests[1].body)
+    patch = cassette.sent[1].body
     assert patch["update_mask"] == "feedback,metadata,rationale"
     assert patch["assessment"]["feedback"] == {"value": "wrong"}
-    answered = json.loads(cassette.responses[1]["body"]["string"])
+    answered = json.loads(cassette.answers[1]["body"]["string"])
     assert answered["assessment"]["feedback"] == {"value": "wrong"}
 
 
@@ -213,7 +206,7 @@ def test_a_rerun_by_request_id_whose_status_was_lost_sends_no_write(
     url: str, traces: list[dict[str, Any]]
 ) -> None:
     batch = [annotation(0, "req-0003", kind="client request", name="recorded_rerun")]
-    with recorder.use_cassette("rerun.yaml") as cassette:
+    with replay(VCR, "rerun.yaml") as cassette:
         first = target(url, id_kind="client_request_id").send(batch)
         again = target(url, id_kind="client_request_id").send(batch)  # as if never written back
     assert first[0].status == again[0].status == Status.SYNCED
@@ -227,13 +220,13 @@ def test_a_create_that_meets_itself_reads_back_instead_of_duplicating(
     # The status of the first run was lost (or its answer timed out): the same row again.
     trace = traces[3]["trace_id"]
     item = annotation(0, trace, name="recorded_retry")
-    with recorder.use_cassette("create_twice.yaml") as cassette:
+    with replay(VCR, "create_twice.yaml") as cassette:
         first = target(url).send([item])
         again = target(url).send([item])
         changed = target(url).send([annotation(0, trace, label="wrong", name="recorded_retry")])
     assert [o.status for o in (*first, *again, *changed)] == [Status.SYNCED] * 3
     assert first[0].remote_id == again[0].remote_id == changed[0].remote_id
-    assert cassette.responses[1]["status"]["code"] == 500  # MLflow's "constraint violation"
+    assert cassette.answers[1]["status"]["code"] == 500  # MLflow's "constraint violation"
     aid = first[0].remote_id
     assert made(cassette) == [
         f"POST /api/3.0/mlflow/traces/{trace}/assessments",
@@ -252,7 +245,7 @@ def test_label_schemas_give_the_options_and_refuse_the_rest(
         annotation(0, traces[4]["trace_id"], label="geography", name="recorded_topic"),
         annotation(1, traces[5]["trace_id"], label="History", name="recorded_topic"),
     ]
-    with recorder.use_cassette("label_schemas.yaml") as cassette:
+    with replay(VCR, "label_schemas.yaml") as cassette:
         outcomes = target(url, label_schemas=True).send(batch)
     assert outcomes[0].status == Status.SYNCED
     assert outcomes[1].status == Status.REJECTED
@@ -260,14 +253,14 @@ def test_label_schemas_give_the_options_and_refuse_the_rest(
         "label 'History' is not one of the options of 'recorded_topic' (MLflow label schema "
         "'recorded_topic'): Geography, Math"
     )
-    [post] = [r for r in cassette.requests if r.method == "POST"]
-    assert json.loads(post.body)["assessment"]["feedback"] == {"value": "Geography"}
+    [post] = cassette.where(lambda r: r.method == "POST")
+    assert post.body["assessment"]["feedback"] == {"value": "Geography"}
 
 
 def test_auth_refused_names_the_variables_and_never_the_password(url: str) -> None:
     bogus = "not-the-password-do-not-leak-9d1e"
     env = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": bogus}
-    with recorder.use_cassette("auth_refused.yaml") as cassette:
+    with replay(VCR, "auth_refused.yaml") as cassette:
         with pytest.raises(AuthRefused) as err:
             target(url, env=env).check()
     message = str(err.value)
@@ -277,7 +270,7 @@ def test_auth_refused_names_the_variables_and_never_the_password(url: str) -> No
     text = (CASSETTES / "auth_refused.yaml").read_text()
     sent = base64.b64encode(f"admin:{bogus}".encode()).decode()
     assert bogus not in text and sent not in text and "authorization" not in text.lower()
-    assert len(cassette.requests) == 1
+    assert len(cassette.sent) == 1
 
 
 class _Gone(requests.adapters.HTTPAdapter):
@@ -304,7 +297,7 @@ def test_server_down_mid_run_keeps_what_landed_and_fails_the_rest(
     sink = target(url)
     sink.session.mount("http://", _Gone())
     try:
-        with recorder.use_cassette("server_down.yaml") as cassette:
+        with replay(VCR, "server_down.yaml") as cassette:
             outcomes = sink.send(batch, progress=crash_after_two)
             with pytest.raises(TargetUnreachable, match="cannot reach MLflow"):
                 sink.send(batch[:1])  # nothing landed: the run is unreachable (exit 3)

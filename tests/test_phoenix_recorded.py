@@ -13,16 +13,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-import vcr
 
 from bridge.errors import AuthRefused
 from bridge.records import Annotation, Status
 from bridge.rules import identifier_for
 from bridge.targets.phoenix.config import PhoenixConfig
 from bridge.targets.phoenix.target import PhoenixTarget
+from tests.replay import Replay, recorder, replay
 
 RECORD = os.environ.get("ANNOBRIDGE_RECORD") == "1"
 CASSETTES = Path(__file__).parent / "cassettes" / "phoenix"
@@ -31,14 +30,9 @@ REPLAY_URL = "http://127.0.0.1:6006"
 # A fixed admin secret for the throw-away auth-enabled server used while recording.
 ADMIN_SECRET = "recording-admin-secret-0123456789abcdef"
 
-recorder = vcr.VCR(
-    cassette_library_dir=str(CASSETTES),
-    record_mode="all" if RECORD else "none",
-    # Free ports differ between recordings: match on everything but the host and port.
-    match_on=["method", "path", "query", "body"],
-    filter_headers=["authorization"],
-    decode_compressed_response=True,
-)
+# Strict replay: method, scheme, host, port, path, query and (parsed) body must match, every
+# interaction must be played, and assertions read what the code sent (tests/replay.py).
+VCR = recorder(str(CASSETTES), REPLAY_URL, filter_headers=["authorization"])
 
 
 @pytest.fixture(scope="module")
@@ -107,20 +101,16 @@ def annotation(i: int, target_id: str, label: str = "correct", **kw: Any) -> Ann
     return Annotation(**fields)
 
 
-def requests_made(cassette: Any) -> list[str]:
-    """Method, path and query of every request, without the (recording-time) host and port."""
-    out = []
-    for r in cassette.requests:
-        parts = urlsplit(r.uri)
-        out.append(f"{r.method} {parts.path}" + (f"?{parts.query}" if parts.query else ""))
-    return out
+def requests_made(seen: Replay) -> list[str]:
+    """Method, path and query of every request the code sent."""
+    return seen.lines()
 
 
 def test_known_spans_are_queued_then_confirmed_by_reading_back(
     phoenix_url: str, spans: list[dict[str, str]]
 ) -> None:
     batch = [annotation(i, s["span_id"]) for i, s in enumerate(spans[:3])]
-    with recorder.use_cassette("fast_path.yaml") as cassette:
+    with replay(VCR, "fast_path.yaml") as cassette:
         outcomes = target(phoenix_url).send(batch)
     assert [o.status for o in outcomes] == [Status.SYNCED] * 3
     assert all(o.remote_id.startswith("U3BhbkFubm90YXRpb246") for o in outcomes)
@@ -129,6 +119,17 @@ def test_known_spans_are_queued_then_confirmed_by_reading_back(
     assert any(m.startswith("POST /v1/span_annotations?") and "sync=false" in m for m in made)
     assert any("/span_annotations?" in m and m.startswith("GET") for m in made)
     assert not any("sync=true" in m for m in made)
+    assert [f"{r.method} {r.path}" for r in cassette.sent] == [
+        "GET /v1/projects/recorded/spans",
+        "POST /v1/span_annotations",
+        "GET /v1/projects/recorded/span_annotations",  # the batch's last row, first
+        "GET /v1/projects/recorded/span_annotations",  # then the whole batch, once
+    ]
+    [post] = cassette.where(lambda r: r.method == "POST")
+    assert [(d["span_id"], d["name"], d["result"]) for d in post.body["data"]] == [
+        (s["span_id"], "recorded_correctness", {"label": "correct", "score": 1.0})
+        for s in spans[:3]
+    ]
 
 
 def test_unknown_span_is_rejected_and_the_rest_land(
@@ -139,7 +140,7 @@ def test_unknown_span_is_rejected_and_the_rest_land(
         annotation(1, "deadbeefdeadbeef"),
         annotation(2, spans[1]["llm_span_id"], label="incorrect"),
     ]
-    with recorder.use_cassette("unknown_span.yaml"):
+    with replay(VCR, "unknown_span.yaml"):
         outcomes = target(phoenix_url).send(batch)
     assert [o.status for o in outcomes] == [Status.SYNCED, Status.REJECTED, Status.SYNCED]
     assert outcomes[1].message.startswith("Phoenix has no span 'deadbeefdeadbeef'")
@@ -149,13 +150,15 @@ def test_an_edit_goes_through_the_synchronous_path(
     phoenix_url: str, spans: list[dict[str, str]]
 ) -> None:
     span = spans[2]["span_id"]
-    with recorder.use_cassette("edit.yaml") as cassette:
+    with replay(VCR, "edit.yaml") as cassette:
         first = target(phoenix_url).send([annotation(0, span, name="recorded_edit")])
         edited = annotation(0, span, label="incorrect", name="recorded_edit", is_update=True)
         second = target(phoenix_url).send([edited])
     assert first[0].status == second[0].status == Status.SYNCED
     assert first[0].remote_id == second[0].remote_id  # upserted, not added
     assert any("sync=true" in m for m in requests_made(cassette))
+    [edit] = cassette.where(lambda r: ("sync", "true") in r.query)
+    assert edit.body["data"][0]["result"] == {"label": "incorrect", "score": 0.0}
 
 
 def test_a_row_phoenix_refuses_does_not_sink_its_batch(
@@ -172,7 +175,7 @@ def test_a_row_phoenix_refuses_does_not_sink_its_batch(
             is_update=True,
         ),
     ]
-    with recorder.use_cassette("refused_row.yaml"):
+    with replay(VCR, "refused_row.yaml"):
         outcomes = target(phoenix_url).send(batch)
     assert outcomes[0].status == Status.SYNCED
     assert outcomes[1].status == Status.REJECTED
@@ -186,7 +189,7 @@ def test_trace_annotations_use_the_trace_endpoint(
         annotation(0, spans[0]["trace_id"], kind="trace", name="recorded_trace"),
         annotation(1, "0" * 32, kind="trace", name="recorded_trace"),
     ]
-    with recorder.use_cassette("trace.yaml"):
+    with replay(VCR, "trace.yaml"):
         outcomes = target(phoenix_url, annotate="trace").send(batch)
     assert outcomes[0].status == Status.SYNCED
     assert outcomes[0].remote_id.startswith("VHJhY2VBbm5vdGF0aW9u")
@@ -195,7 +198,7 @@ def test_trace_annotations_use_the_trace_endpoint(
 
 def test_auth_refused_names_the_variable_and_never_the_token(auth_url: str) -> None:
     bogus = "not-a-real-key-do-not-leak-7f3a"
-    with recorder.use_cassette("auth_refused.yaml"):
+    with replay(VCR, "auth_refused.yaml"):
         with pytest.raises(AuthRefused) as err:
             target(auth_url, env={"PHOENIX_API_KEY": bogus}).check()
     assert "401" in str(err.value)
