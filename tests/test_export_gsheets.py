@@ -228,3 +228,22 @@ def test_a_sheet_shared_as_viewer_says_nothing_was_appended(
     assert "No row was appended; run again." in str(err.value)
     assert "annotations were sent" not in str(err.value)
     assert standin.grid(KEY, "Labels") == []
+
+
+def test_export_with_assignment_into_a_google_sheet(
+    standin: SheetsStandIn, sheet: GSheetsSource, mapping: MappingConfig
+) -> None:
+    result = export(
+        mapping, sink=sheet, target=FakeTarget(records(3)), assign=["ann", "bob"], per_record=2
+    )
+    assert result.appended == 6 and result.assigned == {"ann": 3, "bob": 3}
+    spans = standin.column(KEY, "Labels", "span_id")
+    who = standin.column(KEY, "Labels", "annotator")
+    assert sorted(zip(spans, who, strict=True)) == sorted(
+        (span(i), name) for i in range(1, 4) for name in ("ann", "bob")
+    )
+    again = export(
+        mapping, sink=sheet, target=FakeTarget(records(4)), assign=["ann", "bob"], per_record=1
+    )
+    assert again.appended == 1 and again.in_sheet == 3  # only the new record; none moved
+    assert standin.column(KEY, "Labels", "annotator")[:6] == who
