@@ -1193,7 +1193,7 @@ def write_report(
         )
     items = _confusions(results)
     if suffix == ".png":
-        path.write_bytes(_grid_png(items))
+        _write(path, _grid_png(items))
         return
     images = "".join(
         f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,"
@@ -1213,4 +1213,14 @@ def write_report(
         f"{images or '<p>No confusion matrix: no pair of annotators overlaps.</p>'}"
         f"<h2>Disagreements</h2>{_html_table(disagreement_rows(results, link))}</body></html>"
     )
-    path.write_text(page, encoding="utf-8")
+    _write(path, page.encode("utf-8"))
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(
+            f"--report {path}: cannot write it ({exc.strerror}); give a file in a folder that "
+            "exists and can be written"
+        ) from None

@@ -106,6 +106,9 @@ def export(
     until: datetime | None = None,
     filters: Sequence[str] = (),
     limit: int | None = None,
+    assign: Sequence[str] = (),
+    per_record: int = 1,
+    queue: str | None = None,
     roots_only: bool = True,
     full_text: bool = False,
     dry_run: bool = False,
@@ -114,6 +117,8 @@ def export(
 ) -> ExportResult:
     """Append the platform's records that still need labels to the mapping's sheet.
 
+    ``assign`` and ``per_record``: one row per (record, annotator), balanced (see
+    README "Labelling rounds"); ``queue``: an MLflow review queue's pending items instead.
     See ``bridge.exporting.export`` for the rules (never a duplicate, cells cut at the medium's
     limit with a visible marker, dropdowns from the rules).
     """
@@ -123,6 +128,9 @@ def export(
         until=until,
         filters=filters,
         limit=limit,
+        assign=assign,
+        per_record=per_record,
+        queue=queue,
         roots_only=roots_only,
         full_text=full_text,
         dry_run=dry_run,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge import agreement
+from bridge import agreement, http
 from bridge.errors import ConfigError
 from bridge.mapping import MappingConfig
 from bridge.records import ExportDocument, ExportQuery, ExportRecord, Validation, safe_text
@@ -112,7 +112,7 @@ class ExportResult:
         out: dict[str, Any] = {
             "mapping": self.mapping,
             "source": self.source,
-            "target": self.target,
+            "target": http.redact(self.target),
             "platform": self.where.get("platform", self.target.split("|")[0]),
             "url": self.where.get("url"),
             "project": self.where.get("project"),

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bridge import rules
+from bridge import http, rules
 from bridge.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_FAILED, BridgeError, ConfigError
 from bridge.mapping import MappingConfig, load_mapping
 from bridge.records import Annotation, Outcome, Row, Status, StatusUpdate
@@ -123,7 +123,7 @@ class SyncResult:
         return {
             "mapping": self.mapping,
             "source": self.source,
-            "target": self.target,
+            "target": http.redact(self.target),
             "platform": self.where.get("platform", self.target.split("|")[0]),
             "url": self.where.get("url"),
             "project": self.where.get("project"),

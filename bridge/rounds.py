@@ -138,6 +138,13 @@ def measure(
         annotations.
     """
     _annotator_check(mapping)
+    identity = mapping.target.identity_columns()
+    if identity:
+        raise ConfigError(
+            f"{mapping.path or 'the mapping'}: agreement groups the labels by record, and "
+            f"these annotations are told apart by {', '.join(identity)} as well (one per "
+            "document): agreement of document annotations is not supported yet"
+        )
     if report is not None and report.suffix.lower() not in agreement.REPORT_SUFFIXES:
         raise ConfigError(
             f"--report {report}: write an .html or a .png file (the figures and heatmaps)"

@@ -59,6 +59,17 @@ def run_id(mapping_path: Path | None, source_label: str) -> str:
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
+def _open_lock(path: Path) -> IO[str]:
+    """A lock file, opened to be held; a state folder annobridge cannot write is said so."""
+    try:
+        return open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until released
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the lock file {path} ({exc.strerror}); make the state folder "
+            f"writable, or point state_dir in the mapping (or {STATE_ENV}) at one that is"
+        ) from None
+
+
 class RunLock:
     """An exclusive lock per mapping; the kernel drops it when the holder dies."""
 
@@ -71,7 +82,7 @@ class RunLock:
         # The file is removed when a run ends (no lock files piling up): a lock taken on a
         # file that was removed meanwhile, or replaced, is no lock; open it again.
         for _ in range(100):
-            fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
+            fh = _open_lock(self.path)
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -133,7 +144,7 @@ class MediumLock:
         self._fh: IO[str] | None = None
 
     def __enter__(self) -> MediumLock:
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
+        fh = _open_lock(self.path)
         deadline = time.monotonic() + self.timeout
         while True:
             try:

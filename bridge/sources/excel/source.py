@@ -564,9 +564,12 @@ def save_beside(path: Path, write: Callable[[IO[bytes]], None], failure: str) ->
     :param failure: the message when saving fails, after the path; ``{reason}`` is the
         operating system's reason.
     """
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=".annobridge.xlsx", dir=path.parent
-    )
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.stem}.", suffix=".annobridge.xlsx", dir=path.parent
+        )
+    except OSError as exc:  # a folder that cannot be written: nothing was changed
+        raise SourceUnavailable(f"{path}: " + failure.format(reason=exc.strerror)) from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as fh:
