@@ -203,6 +203,7 @@ def write_template_workbook(path: Path, mapping: MappingConfig, rows: int = 1000
     status_fill = PatternFill("solid", fgColor="DDDDDD")
     for i, name in enumerate(header, start=1):
         cell = ws.cell(row=1, column=i, value=name)
+        cell.data_type = "s"  # a column name is text, never a formula
         cell.font = bold
         if name in status_names:
             cell.fill = status_fill

@@ -228,3 +228,14 @@ def test_comments_cite_what_a_reader_can_open() -> None:
                 bad.append(f"{name} cites {needle!r}")
     assert not bad
     assert (PACKAGE.parent / "docs" / "platform-notes.md").exists()
+
+
+def test_no_assert_in_production_code() -> None:
+    """``python -O`` drops asserts: a check that matters raises a BridgeError instead."""
+    bad = [
+        f"{name}:{node.lineno}"
+        for name, path in modules().items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Assert)
+    ]
+    assert not bad

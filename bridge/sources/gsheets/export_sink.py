@@ -40,6 +40,12 @@ class GSheetsExport(Worksheet, ExportSink):
             text = str(exc).replace(self._after(phase), "No row was appended; run again.")
             raise type(exc)(text) from None
 
+    def _export_layout(self) -> Layout:
+        """The tab's layout, known once it was read (``_export_read``)."""
+        if self._layout is None:  # pragma: no cover - _export_read always sets it
+            raise SourceError(f"{self._where()}: the worksheet was not read; run again")
+        return self._layout
+
     def _export_read(self) -> list[list[Any]]:
         """The whole worksheet now (one request), and what it says about the grid."""
         with self._exporting("read"):
@@ -68,8 +74,7 @@ class GSheetsExport(Worksheet, ExportSink):
         (appendDimension) when the rows or columns do not fit.
         """
         values = self._export_read()
-        layout = self._layout
-        assert layout is not None
+        layout = self._export_layout()
         h = self.header_row
         header_now = values[h - 1] if len(values) >= h else []
         columns: dict[str, int] = {}
@@ -142,8 +147,7 @@ class GSheetsExport(Worksheet, ExportSink):
         if not validations:
             return []
         values = self._export_read()
-        layout = self._layout
-        assert layout is not None
+        layout = self._export_layout()
         h = self.header_row
         header_now = values[h - 1] if len(values) >= h else []
         columns: dict[str, int] = {}

@@ -12,8 +12,8 @@ def from_json_schema(
     name: str, task_id: str, schema: Mapping[str, Any], json_values: Mapping[str, str]
 ) -> PlatformRule:
     """A log10 feedback task's JSON schema as rules, through the mapping's json_values."""
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    assert isinstance(props, dict)
+    found = schema.get("properties")
+    props: Mapping[str, Any] = found if isinstance(found, dict) else {}
     values: dict[str, Any] = {}
     for task_field, source in json_values.items():
         prop = props.get(task_field)
