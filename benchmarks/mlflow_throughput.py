@@ -160,6 +160,8 @@ def main() -> None:
     args = parser.parse_args()
     experiment = "annobridge-bench"
     with tempfile.TemporaryDirectory(prefix="annobridge-mlflow-bench-") as tmp:
+        # the runs lock and journal in the temporary folder, never the user's state folder
+        os.environ["ANNOBRIDGE_STATE_DIR"] = str(Path(tmp) / "state")
         work = Path(tmp)
         server = MlflowServer(work / "server").start()  # default settings: 4 workers, jobs on
         try:

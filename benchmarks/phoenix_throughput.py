@@ -135,6 +135,8 @@ def main() -> None:
     parser.add_argument("--traces", type=int, default=5000, help="2 spans per trace")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="annobridge-bench-") as tmp:
+        # the runs lock and journal in the temporary folder, never the user's state folder
+        os.environ["ANNOBRIDGE_STATE_DIR"] = str(Path(tmp) / "state")
         work = Path(tmp)
         server = PhoenixServer(work / "phoenix").start(timeout=180)
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,8 @@ def main() -> None:
     annobridge = exe.parent / "annobridge"
     cli = [str(annobridge)] if annobridge.exists() else [str(exe), "-m", "bridge"]
     with tempfile.TemporaryDirectory() as tmp:
+        # the runs lock and journal in the temporary folder, never the user's state folder
+        os.environ["ANNOBRIDGE_STATE_DIR"] = str(Path(tmp) / "state")
         mapping = write_fixture(Path(tmp))
         commands = {
             "python -c pass": [str(exe), "-c", "pass"],
