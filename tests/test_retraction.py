@@ -211,3 +211,56 @@ def test_the_json_summary_counts_retracted(tmp_path: Path) -> None:
     result = run(load_mapping(mapping_file(tmp_path)), target=target)
     body = json.loads(json.dumps(result.to_json()))
     assert body["counts"]["retracted"] == 1 and body["exit_code"] == 0
+
+
+def test_each_row_says_what_it_took_back_when_several_are_cleared_at_once(
+    tmp_path: Path,
+) -> None:
+    target = RetractingTarget()
+    rows = [
+        [SPANS[0], "correct", 1, "yes", "alice"],
+        [SPANS[1], "correct", 1, None, "bob"],  # bob never gave a helpfulness label
+        [SPANS[2], "incorrect", 0, "no", "carol"],
+    ]
+    book = synced_book(tmp_path, rows, target)
+    clear(book, ["B2", "C2", "D2", "B3", "C3", "B4", "C4", "D4"])
+    result = run(load_mapping(mapping_file(tmp_path)), target=target)
+    assert result.counts["retracted"] == 3 and target.store == {}
+    alice, bob, carol = cells(book)
+    assert carol["sync_message"] == alice["sync_message"]
+    assert alice["sync_message"] == (
+        "cleared in the sheet: correctness, helpfulness taken back on the platform"
+    )
+    assert bob["sync_message"] == "cleared in the sheet: correctness taken back on the platform"
+
+
+def test_a_refused_retraction_names_what_was_not_taken_back(tmp_path: Path) -> None:
+    target = RecordingTarget()
+    book = synced_book(tmp_path, [[SPANS[2], "correct", 1, "yes", "alice"]], target)
+    clear(book, ["B2", "C2", "D2"])
+    run(load_mapping(mapping_file(tmp_path)), target=target)
+    (row,) = cells(book)
+    assert row["sync_message"].startswith(
+        "correctness, helpfulness cleared in the sheet, not taken back: memory offers no way"
+    )
+
+
+class FlakyRetractions(RetractingTarget):
+    def retract(self, annotations: Sequence[Annotation]) -> list[Outcome]:
+        self.retracted.append(list(annotations))
+        return [Outcome.failed("server error") for _ in annotations]
+
+
+def test_a_retraction_that_fails_is_retried_on_the_next_run(tmp_path: Path) -> None:
+    target = RetractingTarget()
+    book = synced_book(tmp_path, [[SPANS[3], "correct", 1, "yes", "alice"]], target)
+    clear(book, ["B2", "C2", "D2"])
+    flaky = FlakyRetractions()
+    flaky.store = dict(target.store)
+    result = run(load_mapping(mapping_file(tmp_path)), target=flaky)
+    assert result.exit_code == 1 and result.counts["failed"] == 1
+    (row,) = cells(book)
+    assert row["sync_status"] == "failed" and row["sync_hash"]  # the old hash stays
+    assert "not taken back: server error; will retry on the next run" in row["sync_message"]
+    again = run(load_mapping(mapping_file(tmp_path)), target=target)
+    assert again.counts["retracted"] == 1 and target.store == {}
