@@ -264,3 +264,12 @@ def test_a_retraction_that_fails_is_retried_on_the_next_run(tmp_path: Path) -> N
     assert "not taken back: server error; will retry on the next run" in row["sync_message"]
     again = run(load_mapping(mapping_file(tmp_path)), target=target)
     assert again.counts["retracted"] == 1 and target.store == {}
+
+
+def test_a_row_cleared_with_its_id_takes_nothing_back(tmp_path: Path) -> None:
+    target = RetractingTarget()
+    book = synced_book(tmp_path, [[SPANS[4], "correct", 1, "yes", "alice"]], target)
+    clear(book, ["A2", "B2", "C2", "D2"])  # no telling which record it was about
+    result = run(load_mapping(mapping_file(tmp_path)), target=target)
+    assert target.retracted == [] and len(target.store) == 2
+    assert result.counts["skipped"] == 1
