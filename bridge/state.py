@@ -70,6 +70,15 @@ def _open_lock(path: Path) -> IO[str]:
         ) from None
 
 
+def _claim(fh: IO[str]) -> IO[str]:
+    """A lock file just locked: it now names this process (what a waiting run reports)."""
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
 class RunLock:
     """An exclusive lock per mapping; the kernel drops it when the holder dies."""
 
@@ -102,11 +111,7 @@ class RunLock:
             fh.close()
         else:  # pragma: no cover - a hundred runs ending exactly as this one starts
             raise UnavailableError(f"could not take the run lock of {self.what}; run again")
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
+        self._fh = _claim(fh)
         return self
 
     def __exit__(
@@ -162,11 +167,7 @@ class MediumLock:
                         "again to write them without sending anything twice"
                     ) from None
                 time.sleep(0.05)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
+        self._fh = _claim(fh)
         return self
 
     def __exit__(

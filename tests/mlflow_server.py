@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,3 +238,13 @@ class MlflowServer:
                 "permission": permission,
             },
         )
+
+
+def serving(tmp_path_factory: Any, name: str) -> Iterator[MlflowServer]:
+    """A module's own MLflow server (one worker, no job runner), stopped after the module:
+    ``yield from serving(tmp_path_factory, "mlflow-x")`` in a module-scoped fixture."""
+    server = MlflowServer(tmp_path_factory.mktemp(name), workers=1, jobs=False).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -22,7 +22,7 @@ from typing import Any
 import openpyxl
 import pytest
 
-from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import MlflowServer, serving
 
 pytestmark = pytest.mark.mlflow
 
@@ -34,11 +34,7 @@ CLI = str(Path(sys.executable).parent / "annobridge")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-crash"), workers=1, jobs=False).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(tmp_path_factory, "mlflow-crash")
 
 
 @pytest.fixture(scope="module")

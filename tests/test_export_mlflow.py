@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from bridge.cli import app
 from bridge.mapping import load_mapping
 from tests.builders import sheet_records as table
-from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import MlflowServer, serving
 
 pytestmark = pytest.mark.mlflow
 runner = CliRunner()
@@ -26,11 +26,7 @@ EXPERIMENT = "annobridge-export"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-export"), workers=1, jobs=False).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(tmp_path_factory, "mlflow-export")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
-from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import MlflowServer, serving
 
 pytestmark = pytest.mark.mlflow
 EXPERIMENT = "annobridge-only-changed"
@@ -21,11 +21,7 @@ EXPERIMENT = "annobridge-only-changed"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-changed"), workers=1, jobs=False).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(tmp_path_factory, "mlflow-changed")
 
 
 def test_editing_one_label_leaves_the_other_assessment_alone(

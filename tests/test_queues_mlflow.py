@@ -18,7 +18,7 @@ from bridge.errors import ConfigError
 from bridge.exporting import export
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
-from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import MlflowServer, serving
 
 pytestmark = pytest.mark.mlflow
 EXPERIMENT = "annobridge-queues"
@@ -27,11 +27,7 @@ QUEUE = "sheet-import-1"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-queues"), workers=1, jobs=False).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(tmp_path_factory, "mlflow-queues")
 
 
 @pytest.fixture(scope="module")

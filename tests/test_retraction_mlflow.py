@@ -13,7 +13,7 @@ import pytest
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
 from tests.builders import sheet_records
-from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import MlflowServer, serving
 
 pytestmark = pytest.mark.mlflow
 EXPERIMENT = "annobridge-retract"
@@ -21,11 +21,7 @@ EXPERIMENT = "annobridge-retract"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-retract"), workers=1, jobs=False).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(tmp_path_factory, "mlflow-retract")
 
 
 @pytest.fixture(scope="module")

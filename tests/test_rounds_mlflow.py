@@ -14,7 +14,7 @@ from bridge.exporting import export
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
 from bridge.rounds import measure
-from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import MlflowServer, serving
 
 pytestmark = pytest.mark.mlflow
 EXPERIMENT = "annobridge-rounds"
@@ -22,11 +22,7 @@ EXPERIMENT = "annobridge-rounds"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-rounds"), workers=1, jobs=False).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(tmp_path_factory, "mlflow-rounds")
 
 
 @pytest.fixture(scope="module")
