@@ -48,9 +48,11 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from bridge._gc import gc_paused
 from bridge.errors import AssignmentError, ConfigError
 
 if TYPE_CHECKING:
@@ -143,12 +145,12 @@ class Confusion:
     counts: tuple[tuple[int, ...], ...]
 
 
-@dataclass(frozen=True)
-class DisputedRecord:
+class DisputedRecord(NamedTuple):
     """A record on which the annotators disagree: each one's label, score and sheet row.
 
     ``majority_label`` is None when the most frequent labels tie; ``majority_share`` is the
     share of the labels equal to the most frequent one (1.0 when no label was given).
+    A named tuple, as ``Rating`` is: a round of 10^5 ratings can have 10^4 disputed records.
     """
 
     record_id: str
@@ -260,22 +262,15 @@ Result = AnnotationAgreement | JudgeAgreement
 
 
 def _latest(ratings: Sequence[Rating]) -> tuple[list[Rating], int]:
-    """Drop empty ratings; keep each (record, annotator)'s rating with the highest sheet row."""
-    best: dict[tuple[str, str], Rating] = {}
-    kept = 0
-    for r in ratings:
-        if r.label is None and (r.score is None or _isnan(r.score)):
-            continue
-        kept += 1
-        key = (r.record_id, r.annotator)
-        old = best.get(key)
-        if old is None or r.sheet_row >= old.sheet_row:
-            best[key] = r
-    return list(best.values()), kept - len(best)
-
-
-def _isnan(x: float) -> bool:
-    return x != x
+    """Drop empty ratings; keep each (record, annotator)'s rating with the highest sheet row
+    (the last given of those on one row). The result is in sheet-row order."""
+    given = [r for r in ratings if r[2] is not None or (r[3] is not None and r[3] == r[3])]
+    given.sort(key=itemgetter(4))  # stable: of two on one row, the later one wins below
+    best = {(r[0], r[1]): r for r in given}
+    latest = list(best.values())
+    if len(latest) < len(given):  # a replaced rating kept its first place: put it in order
+        latest.sort(key=itemgetter(4))
+    return latest, len(given) - len(latest)
 
 
 def _fmt_names(names: Sequence[str]) -> str:
@@ -570,6 +565,7 @@ def _score_figures(
 # --------------------------------------------------------------------------- agreement
 
 
+@gc_paused()  # one object per disputed record, 10^4 of them: see bridge._gc
 def agreement(
     name: str, ratings: Sequence[Rating], *, score_level: ScoreLevel = "interval"
 ) -> AnnotationAgreement:
@@ -585,22 +581,19 @@ def agreement(
     if score_level not in ("interval", "ordinal"):
         raise ConfigError(f"score level must be 'interval' or 'ordinal', not {score_level!r}")
     latest, duplicates = _latest(ratings)
-    latest.sort(key=lambda r: r.sheet_row)
+    n = len(latest)
+    # one pass over the ratings, by column (zip(*...) runs in C; 10^5 ratings)
+    ids, who, label_list, scores, sheet_rows = zip(*latest, strict=True) if latest else ((),) * 5
     # Records in the order of their first sheet row; annotators by name.
-    record_index: dict[str, int] = {}
-    for r in latest:
-        record_index.setdefault(r.record_id, len(record_index))
-    annotators = tuple(sorted({r.annotator for r in latest}))
+    record_index = {rid: i for i, rid in enumerate(dict.fromkeys(ids))}
+    annotators = tuple(sorted(set(who)))
     ann_index = {a: i for i, a in enumerate(annotators)}
     n_rec, n_ann = len(record_index), len(annotators)
 
-    rec = np.fromiter((record_index[r.record_id] for r in latest), np.int64, len(latest))
-    ann = np.fromiter((ann_index[r.annotator] for r in latest), np.int64, len(latest))
-    rows = np.fromiter((r.sheet_row for r in latest), np.int64, len(latest))
-    label_list = [r.label for r in latest]
-    score_arr = np.fromiter(
-        (math.nan if r.score is None else r.score for r in latest), np.float64, len(latest)
-    )
+    rec = np.fromiter(map(record_index.__getitem__, ids), np.int64, n)
+    ann = np.fromiter(map(ann_index.__getitem__, who), np.int64, n)
+    rows = np.fromiter(sheet_rows, np.int64, n)
+    score_arr = np.array([math.nan if x is None else x for x in scores], np.float64)
 
     row_m = np.full((n_rec, n_ann), -1, np.int64)
     row_m[rec, ann] = rows
@@ -609,18 +602,15 @@ def agreement(
     overlap = int((per_record >= 2).sum())
 
     # Labels: codes by sorted category.
-    has_label = np.fromiter((lab is not None for lab in label_list), bool, len(latest))
-    categories = tuple(sorted({lab for lab in label_list if lab is not None}))
+    categories = tuple(sorted(set(label_list) - {None}))
     label_m = np.full((n_rec, n_ann), -1, np.int64)
     labels_per_annotator: dict[str, dict[str, int]] = {a: {} for a in annotators}
     label_figs: LabelFigures | None = None
     if categories:
-        cat_index = {c: i for i, c in enumerate(categories)}
-        lab_codes = np.fromiter(
-            (cat_index[lab] if lab is not None else -1 for lab in label_list),
-            np.int64,
-            len(latest),
-        )
+        cat_index: dict[str | None, int] = {c: i for i, c in enumerate(categories)}
+        cat_index[None] = -1
+        lab_codes = np.fromiter(map(cat_index.__getitem__, label_list), np.int64, n)
+        has_label = lab_codes >= 0
         label_m[rec[has_label], ann[has_label]] = lab_codes[has_label]
         k = len(categories)
         per_ann = np.bincount(
@@ -699,23 +689,36 @@ def _disputes(
     order = np.lexsort((first_row[disputed], -spread[disputed], -raters[disputed], share[disputed]))
     disputed = disputed[order]
     ids = list(record_index)
-    out: list[DisputedRecord] = []
     rows_l = row_m[disputed].tolist()
     labs_l = label_m[disputed].tolist()
     scores_l = score_m[disputed].tolist()
-    for n, u in enumerate(disputed.tolist()):
-        rr, ll, ss = rows_l[n], labs_l[n], scores_l[n]
-        cols = [j for j in range(len(annotators)) if rr[j] >= 0]
-        out.append(
-            DisputedRecord(
-                record_id=ids[u],
-                annotators=tuple(annotators[j] for j in cols),
-                labels=tuple(categories[ll[j]] if ll[j] >= 0 else None for j in cols),
-                scores=tuple(None if ss[j] != ss[j] else ss[j] for j in cols),
-                sheet_rows=tuple(rr[j] for j in cols),
-                majority_label=None if tied[u] or not labelled[u] else categories[int(majority[u])],
-                majority_share=float(share[u]),
-                score_range=float(spread[u]),
+    # the majority label per disputed record, None on a tie or when none was labelled
+    majority_l = np.where(tied[disputed] | (labelled[disputed] == 0), -1, majority[disputed])
+    named: list[str | None] = [*categories, None]  # code -1 names no label
+    everyone = range(len(annotators))
+    out: list[DisputedRecord] = []
+    add, make = out.append, DisputedRecord
+    for u, rr, ll, ss, m, sh, sp in zip(
+        disputed.tolist(),
+        rows_l,
+        labs_l,
+        scores_l,
+        majority_l.tolist(),
+        share[disputed].tolist(),
+        spread[disputed].tolist(),
+        strict=True,
+    ):
+        cols = everyone if min(rr) >= 0 else [j for j in everyone if rr[j] >= 0]
+        add(
+            make(
+                ids[u],
+                tuple([annotators[j] for j in cols]),
+                tuple([named[ll[j]] for j in cols]),
+                tuple([None if ss[j] != ss[j] else ss[j] for j in cols]),
+                tuple([rr[j] for j in cols]),
+                named[m],
+                sh,
+                sp,
             )
         )
     return tuple(out)
@@ -733,7 +736,6 @@ def judge_vs_human(
     figures. Cohen's kappa and accuracy rest on the ``compared`` records.
     """
     latest, duplicates = _latest(human)
-    latest.sort(key=lambda r: r.sheet_row)
     by_record: dict[str, list[Rating]] = {}
     for r in latest:
         if r.label is not None:

@@ -457,6 +457,38 @@ def test_most_disputed_first() -> None:
     assert result.disagreements[2].majority_label == "x"
 
 
+def test_empty_ratings_are_dropped_and_a_disputed_record_lists_only_who_rated_it() -> None:
+    nan = float("nan")
+    ratings = [
+        Rating("r1", "ann", "x", 1.0, 2),
+        Rating("r1", "bea", None, nan, 3),  # nothing given: not a rating
+        Rating("r1", "cy", "y", None, 4),
+        Rating("r2", "ann", "x", None, 5),
+        Rating("r2", "bea", "x", None, 6),
+        Rating("r2", "cy", "x", None, 7),
+        Rating("r3", "bea", None, 2.0, 8),  # a score only
+        Rating("r3", "cy", None, 4.0, 9),
+    ]
+    result = agreement("partial", ratings)
+    assert result.ratings == 7 and result.duplicates == 0
+    assert result.annotators == ("ann", "bea", "cy")
+    first, second = result.disagreements
+    assert (first.record_id, first.annotators, first.labels) == ("r1", ("ann", "cy"), ("x", "y"))
+    assert first.scores == (1.0, None) and first.sheet_rows == (2, 4)
+    assert first.majority_label is None and first.majority_share == 0.5  # a tie
+    assert (second.record_id, second.labels, second.scores) == ("r3", (None, None), (2.0, 4.0))
+    assert second.majority_label is None and second.majority_share == 1.0
+    assert second.score_range == 2.0
+    assert all(type(v) is float for v in (first.majority_share, second.score_range))
+
+
+def test_two_ratings_on_one_sheet_row_the_later_one_wins() -> None:
+    ratings = [Rating("r1", "ann", "a", None, 2), Rating("r1", "ann", "b", None, 2)]
+    result = agreement("same row", ratings)
+    assert result.duplicates == 1
+    assert result.labels_per_annotator == {"ann": {"b": 1}}
+
+
 # --------------------------------------------------------------------------- judge
 
 
