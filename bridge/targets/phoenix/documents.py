@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from bridge.errors import ConfigError
 from bridge.records import Annotation, Outcome, Status
 from bridge.targets.base import chunks
 from bridge.targets.phoenix.client import PhoenixClient, result_of, same_result
@@ -72,17 +73,22 @@ def position_problem(column: str, value: Any) -> str | None:
 
 
 def document_annotations(
-    client: PhoenixClient, span_ids: Sequence[str]
+    client: PhoenixClient, span_ids: Sequence[str], *, strict: bool = False
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(OTel span id, annotation) for every document annotation on these spans, read with
-    ``getSpanByOtelId`` (one query per 50 spans: Phoenix allows 50 aliases a query)."""
+    ``getSpanByOtelId`` (one query per 50 spans: Phoenix allows 50 aliases a query). A
+    refused query gives none, or with ``strict`` raises ConfigError (a retraction must not
+    take "could not read" for "nothing there")."""
     for part in chunks(list(dict.fromkeys(span_ids)), MAX_ALIASES):
         params = ", ".join(f"$s{i}: String!" for i in range(len(part)))
         fields = " ".join(
             f"s{i}: getSpanByOtelId(spanId: $s{i}) {{ {READ_FIELDS} }}" for i in range(len(part))
         )
         variables = {f"s{i}": span for i, span in enumerate(part)}
-        data, _, _ = client.graphql(f"query ({params}) {{ {fields} }}", variables)
+        data, errors, status = client.graphql(f"query ({params}) {{ {fields} }}", variables)
+        if strict and (data is None or errors):
+            reason = "; ".join(errors) or f"HTTP {status}"
+            raise ConfigError(f"Phoenix refused to read document annotations ({reason[:300]})")
         for i, span in enumerate(part):
             node = (data or {}).get(f"s{i}") or {}
             for row in node.get("documentEvaluations") or []:
@@ -185,10 +191,12 @@ class DocumentSender:
             return []
         return []
 
-    def stored(self, span_ids: Sequence[str]) -> dict[Key, tuple[str, dict[str, Any]]]:
+    def stored(
+        self, span_ids: Sequence[str], *, strict: bool = False
+    ) -> dict[Key, tuple[str, dict[str, Any]]]:
         """Every document annotation Phoenix holds on these spans: key -> (id, result)."""
         found: dict[Key, tuple[str, dict[str, Any]]] = {}
-        for span, row in document_annotations(self.client, span_ids):
+        for span, row in document_annotations(self.client, span_ids, strict=strict):
             key = (
                 span,
                 int(row.get("documentPosition", -1)),

@@ -7,14 +7,21 @@ annotation is looked up by (record, name, identifier) and deleted by its id with
 GraphQL mutations, which remove exactly those rows: another annotator's annotation, or the
 app's, on the same record is never touched. Ids are looked up right before deleting
 (Phoenix reuses ids after deletes on SQLite).
+
+A document annotation (``annotate: document``) is looked up by (span, document position,
+name, identifier) among the ``documentEvaluations`` of the project's spans and deleted with
+``deleteDocumentAnnotations``, so another annotator's annotation on the same document, and
+the annotations on the span's other documents, stay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
 
 from bridge.records import Annotation, Outcome
 from bridge.targets.phoenix.client import ID_FIELD, PhoenixClient
+from bridge.targets.phoenix.documents import DocumentSender, Key, position_problem
 
 _MUTATIONS = {
     "span": (
@@ -29,7 +36,16 @@ _MUTATIONS = {
         "deleteTraceAnnotations",
         "traceAnnotations",
     ),
+    # Phoenix refuses the whole request when one id is gone or given twice, and then
+    # deletes none (docs/platform-notes.md, "Phoenix")
+    "document": (
+        "mutation($ids:[ID!]!){deleteDocumentAnnotations(input:{annotationIds:$ids})"
+        "{documentAnnotations{id}}}",
+        "deleteDocumentAnnotations",
+        "documentAnnotations",
+    ),
 }
+_K = TypeVar("_K", bound=Hashable)
 _SESSION = "mutation($id:ID!){deleteProjectSessionAnnotation(id:$id){projectSessionAnnotation{id}}}"
 
 
@@ -66,24 +82,52 @@ def _delete(client: PhoenixClient, kind: str, ids: list[str]) -> tuple[set[str],
     return set(), "; ".join(errors) or f"HTTP {status}"
 
 
-def retract(client: PhoenixClient, kind: str, annotations: Sequence[Annotation]) -> list[Outcome]:
-    if kind not in ("span", "trace", "session"):
-        reason = (
-            f"taking back a {kind} annotation is not supported yet; remove it in Phoenix, or "
-            "set on_clear: keep in the mapping"
-        )
-        return [Outcome.rejected(reason) for _ in annotations]
-    held = _held(client, kind, annotations)
-    wanted = {a.identifier and held.get((a.target_id, a.name, a.identifier)) for a in annotations}
-    to_delete = sorted(i for i in wanted if i)
-    gone, problem = _delete(client, kind, to_delete) if to_delete else (set(), "")
+def _take_back(
+    keys: Sequence[_K | None],
+    held: dict[_K, str],
+    delete: Callable[[list[str]], tuple[set[str], str]],
+) -> list[Outcome]:
+    """Delete what ``held`` (key -> annotation id) holds of each key, one request for all:
+    an outcome per key (``ok("")``: nothing there, never sent or removed already)."""
+    to_delete = sorted({held[k] for k in keys if k is not None and k in held})
+    gone, problem = delete(to_delete) if to_delete else (set(), "")
     out: list[Outcome] = []
-    for a in annotations:
-        found = held.get((a.target_id, a.name, a.identifier))
+    for k in keys:
+        found = held.get(k) if k is not None else None
         if found is None:
-            out.append(Outcome.ok(""))  # nothing there (never sent, or removed already)
+            out.append(Outcome.ok(""))
         elif found in gone:
             out.append(Outcome.ok(found))
         else:
             out.append(Outcome.failed(f"Phoenix did not remove annotation {found}: {problem}"))
+    return out
+
+
+def retract(client: PhoenixClient, kind: str, annotations: Sequence[Annotation]) -> list[Outcome]:
+    """Take back span, trace or session annotations, by (record, name, identifier)."""
+    held = _held(client, kind, annotations)
+    keys: list[tuple[str, str, str] | None] = [
+        (a.target_id, a.name, a.identifier) if a.identifier else None for a in annotations
+    ]
+    return _take_back(keys, held, lambda ids: _delete(client, kind, ids))
+
+
+def retract_documents(sender: DocumentSender, annotations: Sequence[Annotation]) -> list[Outcome]:
+    """Take back document annotations, by (span, document position, name, identifier), on
+    the spans of the project only (an OTel span id names one span in the whole server)."""
+    client = sender.client
+    nodes = client.span_nodes(list(dict.fromkeys(a.target_id for a in annotations)))
+    stored = sender.stored(list(nodes), strict=True)
+    held = {k: i for k, (i, _) in stored.items() if i}
+    keys: list[Key | None] = [
+        sender.key(a) if a.identifier and sender.position_of(a) is not None else None
+        for a in annotations
+    ]
+    out = _take_back(keys, held, lambda ids: _delete(client, "document", ids))
+    for i, a in enumerate(annotations):
+        if sender.position_of(a) is None:  # no telling which document's annotation it was
+            problem = position_problem(sender.column, a.extra.get(sender.column)) or ""
+            out[i] = Outcome.rejected(
+                f"{problem}; or set on_clear: keep in the mapping to leave it on Phoenix"
+            )
     return out

@@ -417,8 +417,9 @@ class PhoenixTarget(
         return rules.fetch_rules(self.client, names)
 
     def retract(self, annotations: Sequence[Annotation]) -> list[Outcome]:
-        kind = "document" if self.documents else self.kind
-        return retraction.retract(self.client, kind, annotations)
+        if self.documents is not None:
+            return retraction.retract_documents(self.documents, annotations)
+        return retraction.retract(self.client, self.kind, annotations)
 
     def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
         if self.documents is not None:
