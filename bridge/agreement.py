@@ -565,7 +565,6 @@ def _score_figures(
 # --------------------------------------------------------------------------- agreement
 
 
-@gc_paused()  # one object per disputed record, 10^4 of them: see bridge._gc
 def agreement(
     name: str, ratings: Sequence[Rating], *, score_level: ScoreLevel = "interval"
 ) -> AnnotationAgreement:
@@ -576,6 +575,13 @@ def agreement(
     overlapping record has the same number of labels), percent agreement. Scores:
     Krippendorff's alpha at ``score_level`` and quadratic-weighted Cohen's kappa per pair.
     """
+    with gc_paused():  # one object per disputed record, 10^4 of them: see bridge._gc
+        return _agreement(name, ratings, score_level)
+
+
+def _agreement(
+    name: str, ratings: Sequence[Rating], score_level: ScoreLevel
+) -> AnnotationAgreement:
     import numpy as np
 
     if score_level not in ("interval", "ordinal"):

@@ -489,6 +489,50 @@ def test_two_ratings_on_one_sheet_row_the_later_one_wins() -> None:
     assert result.labels_per_annotator == {"ann": {"b": 1}}
 
 
+def test_a_correction_wins_by_its_sheet_row_not_by_its_label() -> None:
+    ratings = [
+        Rating("r1", "ann", "zebra", None, 2),
+        Rating("r1", "ann", "aardvark", None, 9),  # the later row: the correction
+        Rating("r1", "bea", "zebra", None, 3),
+    ]
+    result = agreement("correction", ratings)
+    assert result.labels_per_annotator == {"ann": {"aardvark": 1}, "bea": {"zebra": 1}}
+    (disputed,) = result.disagreements
+    assert disputed.labels == ("aardvark", "zebra") and disputed.sheet_rows == (9, 3)
+
+
+def test_a_record_disputed_by_its_scores_only_keeps_its_majority_label() -> None:
+    ratings = [
+        # r1: labels split, no score at all; r2 (the last record): one label, scores apart;
+        # r3 (after it): the same label twice, scores apart
+        Rating("r1", "ann", "a", None, 2),
+        Rating("r1", "bea", "b", None, 3),
+        Rating("r2", "ann", "a", 1.0, 4),
+        Rating("r2", "bea", None, 3.0, 5),  # a score only
+        Rating("r3", "ann", "b", 1.0, 6),
+        Rating("r3", "bea", "b", 5.0, 7),
+    ]
+    disputed = {d.record_id: d for d in agreement("scores", ratings).disagreements}
+    assert disputed["r1"].score_range == 0.0  # no scores: no spread (not -inf)
+    assert disputed["r2"].majority_label == "a" and disputed["r2"].majority_share == 1.0
+    assert disputed["r2"].score_range == 2.0
+    assert disputed["r3"].majority_label == "b" and disputed["r3"].majority_share == 1.0
+
+
+def test_of_records_as_disputed_the_one_with_more_annotators_comes_first() -> None:
+    ratings = [
+        Rating("few", "ann", "x", None, 2),
+        Rating("few", "bea", "y", None, 3),
+        Rating("many", "ann", "x", None, 4),
+        Rating("many", "bea", "y", None, 5),
+        Rating("many", "cy", "x", None, 6),
+        Rating("many", "dee", "y", None, 7),
+    ]
+    result = agreement("raters", ratings)
+    assert [d.majority_share for d in result.disagreements] == [0.5, 0.5]
+    assert [d.record_id for d in result.disagreements] == ["many", "few"]
+
+
 # --------------------------------------------------------------------------- judge
 
 
