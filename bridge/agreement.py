@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from bridge._gc import gc_paused
 from bridge.errors import AssignmentError, ConfigError
+from bridge.records import web_address
 
 if TYPE_CHECKING:
     import numpy as np
@@ -925,8 +926,16 @@ def _confusion_json(c: Confusion) -> dict[str, object]:
     }
 
 
-def to_json(result: Result) -> dict[str, object]:
-    """Every figure of one result, as plain JSON-ready values."""
+def to_json(result: Result, link: Callable[[str], str] | None = None) -> dict[str, object]:
+    """Every figure of one result, as plain JSON-ready values.
+
+    Each disagreement's ``link`` is ``link(record_id)`` (None when not given or empty), as in
+    :func:`disagreement_rows`.
+    """
+
+    def link_of(record_id: str) -> str | None:
+        return (link(record_id) or None) if link else None
+
     if isinstance(result, JudgeAgreement):
         return {
             "name": result.name,
@@ -957,6 +966,7 @@ def to_json(result: Result) -> dict[str, object]:
                     "human_share": d.human_share,
                     "labels": dict(zip(d.annotators, d.labels, strict=True)),
                     "sheet_rows": list(d.sheet_rows),
+                    "link": link_of(d.record_id),
                 }
                 for d in result.disagreements
             ],
@@ -1003,6 +1013,7 @@ def to_json(result: Result) -> dict[str, object]:
                         d.annotators, d.labels, d.scores, d.sheet_rows, strict=True
                     )
                 ],
+                "link": link_of(d.record_id),
             }
             for d in result.disagreements
         ],
@@ -1174,14 +1185,20 @@ def _grid_png(items: Sequence[tuple[str, Confusion]]) -> bytes:
     return _png(fig)
 
 
+def _html_cell(value: Cell) -> str:
+    """A table cell; a web address (a record's link) as a link that opens in a new tab."""
+    text = html.escape(str(value))
+    url = web_address(value)
+    if url:
+        text = f"<a href='{html.escape(url)}' target='_blank' rel='noopener'>{text}</a>"
+    return f"<td>{text}</td>"
+
+
 def _html_table(rows: Sequence[Sequence[Cell]]) -> str:
     if not rows:
         return ""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows[0])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-        for row in rows[1:]
-    )
+    body = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in rows[1:])
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

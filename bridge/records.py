@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,8 @@ from typing import Any, Literal
 # A cell that starts with one of these is read as a formula by Excel, Sheets or LibreOffice
 # once the file is exported or retyped (CWE-1236). Nothing annobridge writes may start so.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
+# A cell that is nothing but a web address (an export's link column, a record's link).
+_WEB_ADDRESS = re.compile(r"https?://\S+")
 
 
 class Status(enum.StrEnum):
@@ -148,6 +151,15 @@ def safe_text(value: object) -> str:
     if text.startswith(FORMULA_TRIGGERS):
         return "'" + text
     return text
+
+
+def web_address(value: object) -> str | None:
+    """The cell's text when it is nothing but an http(s) address (spaces around it trimmed),
+    else None: a formula, a number or other text never passes for a link."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return text if _WEB_ADDRESS.fullmatch(text) else None
 
 
 class CellError(str):

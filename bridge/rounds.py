@@ -8,29 +8,38 @@ platform's LLM annotations of that name on the same records (a target that decla
 replaces the two tabs annobridge owns, ``Agreement`` and ``Disagreements`` (a source that
 declares ``WritesOwnedTabs``), and can write an HTML or PNG report.
 
+Each disputed record gets a link to it on the platform: the sheet's own (the ``link`` column
+export writes, when it holds a web address), else the target's (a target that declares
+``LinksRecords``). Links are a convenience: a platform that cannot be reached leaves them
+empty and says so in one message, and the figures stand (agreement works offline on a sheet).
+
 Nothing is sent to the platform and no SME cell is written.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bridge import agreement, rules
 from bridge._gc import gc_paused
 from bridge.agreement import Rating
-from bridge.errors import ConfigError
+from bridge.errors import BridgeError, ConfigError
+from bridge.exporting import ExportColumns
 from bridge.mapping import AnnotationSpec, MappingConfig
 from bridge.pipeline import read_spec
-from bridge.records import Status
+from bridge.records import Row, Status, web_address
 from bridge.registry import open_source, open_target
 from bridge.sources.base import Source, WritesOwnedTabs
-from bridge.targets.base import ReadsJudgeAnnotations, Target
+from bridge.targets.base import LinksRecords, ReadsJudgeAnnotations, Target
 
 AGREEMENT_TAB = "Agreement"
 DISAGREEMENTS_TAB = "Disagreements"
+# the column export fills with each record's link: read when the sheet has it
+LINK_COLUMN = ExportColumns().link
 
 
 @dataclass
@@ -48,6 +57,11 @@ class RoundResult:
     report: str | None = None
     messages: list[str] = field(default_factory=list)
     exit_code: int = 0
+    # the disputed records' links on the platform, by record id (none: no link)
+    links: dict[str, str] = field(default_factory=dict)
+
+    def link(self, record_id: str) -> str:
+        return self.links.get(record_id, "")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,7 +70,7 @@ class RoundResult:
             "rows": self.rows,
             "left_out": dict(self.left_out),
             "judge": self.judge,
-            "results": [agreement.to_json(r) for r in self.results],
+            "results": [agreement.to_json(r, self.link) for r in self.results],
             "tabs_written": self.tabs_written,
             "report": self.report,
             "messages": self.messages,
@@ -77,10 +91,10 @@ def _annotator_check(mapping: MappingConfig) -> None:
 
 def _ratings(
     mapping: MappingConfig, source: Source, result: RoundResult
-) -> dict[str, list[agreement.Rating]]:
-    rows = source.read(read_spec(mapping))
+) -> tuple[dict[str, list[agreement.Rating]], list[Row]]:
+    rows = source.read(replace(read_spec(mapping), optional_columns=[LINK_COLUMN]))
     with gc_paused():
-        return _rated(mapping, source, rows, result)
+        return _rated(mapping, source, rows, result), rows
 
 
 def _rated(
@@ -162,17 +176,24 @@ def measure(
                 )
             tabs = source
         result = RoundResult(mapping=str(mapping.path or ""), source=source.label, judge=judge)
-        by_name = _ratings(mapping, source, result)
+        by_name, rows = _ratings(mapping, source, result)
         for name, ratings in by_name.items():
             result.results.append(agreement.agreement(name, ratings, score_level=score_level))
-        if judge is not None:
-            _compare_judge(mapping, judge, by_name, result, target)
+        platform = _Platform(mapping, target)
+        try:
+            if judge is not None:
+                _compare_judge(mapping, judge, by_name, result, platform.target())
+            _link(result, rows, platform)
+        finally:
+            platform.close()
         if tabs is not None:
             tabs.replace_tab(AGREEMENT_TAB, agreement.agreement_rows(result.results))
-            tabs.replace_tab(DISAGREEMENTS_TAB, agreement.disagreement_rows(result.results, None))
+            tabs.replace_tab(
+                DISAGREEMENTS_TAB, agreement.disagreement_rows(result.results, result.link)
+            )
             result.tabs_written = [AGREEMENT_TAB, DISAGREEMENTS_TAB]
         if report is not None:
-            agreement.write_report(result.results, report)
+            agreement.write_report(result.results, report, result.link)
             result.report = str(report)
         return result
     finally:
@@ -180,28 +201,80 @@ def measure(
             source.close()
 
 
+class _Platform:
+    """The mapping's target, opened once on first use (the judge's and the links'), unless
+    one was given; closed by ``close`` only when opened here."""
+
+    def __init__(self, mapping: MappingConfig, given: Target | None) -> None:
+        self._mapping = mapping
+        self._target = given
+        self._own = False
+
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = open_target(self._mapping)
+            self._own = True
+        return self._target
+
+    def close(self) -> None:
+        if self._own and self._target is not None:
+            self._target.close()
+
+
+def _link(result: RoundResult, rows: Sequence[Row], platform: _Platform) -> None:
+    """``result.links`` for every disputed record: the sheet's link (the first row of the
+    record that holds a web address in the link column), else the target's."""
+    disputed: dict[str, tuple[int, ...]] = {}
+    for r in result.results:
+        for d in r.disagreements:
+            disputed[d.record_id] = disputed.get(d.record_id, ()) + tuple(d.sheet_rows)
+    if not disputed:
+        return
+    wanted = {n for sheet_rows in disputed.values() for n in sheet_rows}
+    in_sheet: dict[int, str] = {}
+    for row in rows:
+        if row.sheet_row in wanted:
+            url = web_address(row.values.get(LINK_COLUMN))
+            if url:
+                in_sheet[row.sheet_row] = url
+    missing: list[str] = []
+    for rid, sheet_rows in disputed.items():
+        url = next((in_sheet[n] for n in sorted(sheet_rows) if n in in_sheet), None)
+        if url:
+            result.links[rid] = url
+        else:
+            missing.append(rid)
+    if not missing:
+        return
+    try:
+        target = platform.target()
+        if isinstance(target, LinksRecords):
+            found = target.record_links(missing)
+            result.links.update((rid, found[rid]) for rid in missing if found.get(rid))
+    except BridgeError as exc:
+        result.messages.append(
+            f"no links to {len(missing)} disputed records on the platform ({exc}); the "
+            f"figures stand: add a {LINK_COLUMN} column to the sheet, or run again when "
+            "the platform can be reached"
+        )
+
+
 def _compare_judge(
     mapping: MappingConfig,
     judge: str,
     by_name: dict[str, list[agreement.Rating]],
     result: RoundResult,
-    target: Target | None,
+    target: Target,
 ) -> None:
     spec = _judged_spec(mapping, judge)
     human = by_name.get(spec.name, [])
     ids = list(dict.fromkeys(r.record_id for r in human))
-    own_target = target is None
-    target = target or open_target(mapping)
-    try:
-        if not isinstance(target, ReadsJudgeAnnotations):
-            raise ConfigError(
-                f"annobridge cannot read LLM annotations back from {target.name}: --judge works "
-                "with Phoenix (annotator_kind LLM) and MLflow (source type LLM_JUDGE)"
-            )
-        found = target.judge_annotations(judge, ids) if ids else {}
-    finally:
-        if own_target:
-            target.close()
+    if not isinstance(target, ReadsJudgeAnnotations):
+        raise ConfigError(
+            f"annobridge cannot read LLM annotations back from {target.name}: --judge works "
+            "with Phoenix (annotator_kind LLM) and MLflow (source type LLM_JUDGE)"
+        )
+    found = target.judge_annotations(judge, ids) if ids else {}
     verdicts = {
         rid: agreement.JudgeVerdict(label=j.label, score=j.score, explanation=j.explanation)
         for rid, j in found.items()

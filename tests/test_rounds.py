@@ -3,14 +3,18 @@ export with assignment. The figures here are worked out by hand in the comments.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import openpyxl
 import pytest
+import requests
 
 from bridge.errors import ConfigError, SourceError
 from bridge.exporting import export
@@ -399,3 +403,255 @@ def test_export_assign_from_the_cli_refuses_bad_names_before_writing(tmp_path: P
     )
     assert out.exit_code == 2 and "annotator names are repeated: alice" in out.stderr
     assert not (tmp_path / "labels.xlsx").exists()
+
+
+# --- links to the disputed records ------------------------------------------------------------
+
+EXPORTED = "http://127.0.0.1:6006/projects/UHJvamVjdDox/traces/t2?selectedSpanNodeId=U3Bhbjoy"
+
+
+def disputed_ids(result: Any) -> list[str]:
+    return list(dict.fromkeys(d.record_id for r in result.results for d in r.disagreements))
+
+
+def link_cells(book: Path) -> dict[str, Any]:
+    """The Disagreements tab's link column, by record id (the record's last row wins)."""
+    rows = list(openpyxl.load_workbook(book)["Disagreements"].iter_rows(values_only=True))
+    header = list(rows[0])
+    at, link = header.index("record_id"), header.index("link")
+    return {r[at]: r[link] for r in rows[1:]}
+
+
+def test_the_sheets_link_column_fills_the_disagreements_tab(tmp_path: Path) -> None:
+    # export's link column: the first row of a record holding a web address gives its link
+    links = {span(2): EXPORTED}
+    rows = [[*r, "http://127.0.0.1:6006/other"] for r in ROWS]
+    rows[3][5], rows[4][5] = "  ", EXPORTED  # s2's first row has none: its second's is taken
+    make_book(tmp_path / "labels.xlsx", rows, header=["span_id", "label", "score",
+              "explanation", "annotator", "link"])  # fmt: skip
+    (tmp_path / "m.yaml").write_text(MAPPING, encoding="utf-8")
+    result = measure(load_mapping(tmp_path / "m.yaml"), report=tmp_path / "r.html")
+    assert result.exit_code == 0 and result.messages == []
+    assert disputed_ids(result) == [span(2)]
+    assert link_cells(tmp_path / "labels.xlsx") == links
+    book = openpyxl.load_workbook(tmp_path / "labels.xlsx")
+    ws = book["Disagreements"]
+    link_col = [c.value for c in ws[1]].index("link") + 1
+    cell = next(ws.cell(r, link_col) for r in range(2, ws.max_row + 1))
+    assert cell.hyperlink is not None and cell.hyperlink.target == cell.value  # clickable
+    assert cell.data_type == "s"
+    data = result.to_json()["results"][0]["disagreements"]
+    assert {d["record_id"]: d["link"] for d in data} == links
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert f"<a href='{html.escape(EXPORTED)}' target='_blank' rel='noopener'>" in page
+
+
+def test_without_a_link_column_phoenix_links_are_its_redirects(project: Path) -> None:
+    result = measure(load_mapping(project / "m.yaml"))  # offline: nothing is asked of Phoenix
+    assert result.messages == [] and result.exit_code == 0
+    disputed = disputed_ids(result)
+    expected = {rid: f"http://127.0.0.1:9/redirects/spans/{rid}" for rid in disputed}
+    assert disputed and link_cells(project / "labels.xlsx") == expected
+    data = result.to_json()["results"][0]["disagreements"]
+    assert [d["link"] for d in data] == [expected[d["record_id"]] for d in data]
+
+
+def test_phoenix_redirect_links_by_record_kind() -> None:
+    from bridge.targets.phoenix.links import record_links
+
+    base = "https://phoenix.example.org/root/"  # a root path is kept; ids are quoted
+    assert record_links(base, "trace", ["t 1", ""]) == {
+        "t 1": "https://phoenix.example.org/root/redirects/traces/t%201"
+    }
+    assert record_links(base, "session", ["a/b"]) == {
+        "a/b": "https://phoenix.example.org/root/redirects/sessions/a%2Fb"
+    }
+    spans = {"s": "https://phoenix.example.org/root/redirects/spans/s"}
+    assert record_links(base, "span", ["s"]) == record_links(base, "document", ["s"]) == spans
+
+
+def test_a_link_cell_that_is_no_web_address_is_never_copied(tmp_path: Path) -> None:
+    formula = '=HYPERLINK("http://127.0.0.1:1/x","x")'
+    lines = ["span_id,label,score,explanation,annotator,link"]
+    for r in ROWS[:6]:
+        cell = {span(1): "not a link", span(2): formula}[r[0]]
+        lines.append(",".join([*(str(c) for c in r), f'"{cell.replace(chr(34), 2 * chr(34))}"']))
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = MAPPING.replace(
+        "  type: excel\n  path: labels.xlsx\n  worksheet: Labels\n",
+        "  type: csv\n  path: labels.csv\n",
+    )
+    (tmp_path / "m.yaml").write_text(text, encoding="utf-8")
+    result = measure(load_mapping(tmp_path / "m.yaml"), write_tabs=False)
+    assert span(2) in disputed_ids(result)
+    assert result.links == {
+        rid: f"http://127.0.0.1:9/redirects/spans/{rid}" for rid in disputed_ids(result)
+    }
+
+
+class MlflowStandIn(requests.Session):
+    """MLflow's answers to the lookups a link needs: the experiment by name, trace search by
+    request id; ``down`` refuses every connection."""
+
+    def __init__(self, traces: dict[str, str], down: bool = False) -> None:
+        super().__init__()
+        self.traces = traces  # client_request_id -> trace id
+        self.down = down
+        self.sent: list[tuple[str, str]] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kw: Any) -> Any:
+        path = urlsplit(str(url)).path
+        self.sent.append((str(method), path))
+        if self.down:
+            raise requests.exceptions.ConnectionError("Caused by NewConnectionError(refused)")
+        body: Any = {"error_code": "NOT_FOUND", "message": "no"}
+        status = 404
+        if path.endswith("/experiments/get-by-name"):
+            status, body = 200, {"experiment": {"experiment_id": "417"}}
+        elif path.endswith("/traces/search"):
+            asked = re.findall(r"'([^']*)'", kw["json"]["filter"])
+            found = [
+                {"trace_id": self.traces[a], "client_request_id": a}
+                for a in asked
+                if a in self.traces
+            ]
+            status, body = 200, {"traces": found}
+        response = requests.Response()
+        response.status_code, response._content = status, json.dumps(body).encode()
+        return response
+
+
+MLFLOW = """
+source: {type: excel, path: labels.xlsx, worksheet: Labels}
+target: {type: mlflow, url: "http://127.0.0.1:5000", experiment: rounds%s}
+annotations:
+  - {name: correctness, id_column: rid, label_column: label, annotator_column: annotator}
+"""
+T1, T2 = "tr-" + "1" * 32, "tr-" + "2" * 32
+
+
+def mlflow_round(tmp_path: Path, ids: list[str], extra: str = "") -> Any:
+    rows = [[rid, lab, who] for rid in ids for lab, who in (("a", "alice"), ("b", "bob"))]
+    make_book(tmp_path / "labels.xlsx", rows, header=["rid", "label", "annotator"])
+    (tmp_path / "m.yaml").write_text(MLFLOW % extra, encoding="utf-8")
+    return load_mapping(tmp_path / "m.yaml")
+
+
+def test_mlflow_links_open_the_trace_in_its_experiment(tmp_path: Path) -> None:
+    from bridge.targets.mlflow.target import MlflowTarget
+
+    mapping = mlflow_round(tmp_path, [T1, T2])
+    session = MlflowStandIn({})
+    target = MlflowTarget(mapping.target, specs=mapping.annotations, session=session)  # type: ignore[arg-type]
+    result = measure(mapping, target=target)
+    url = "http://127.0.0.1:5000/#/experiments/417/traces?selectedEvaluationId="
+    assert link_cells(tmp_path / "labels.xlsx") == {T1: url + T1, T2: url + T2}
+    assert session.sent == [("GET", "/api/2.0/mlflow/experiments/get-by-name")]  # once
+    assert result.messages == []
+
+
+def test_mlflow_request_ids_are_resolved_to_their_traces_in_bulk(tmp_path: Path) -> None:
+    from bridge.targets.mlflow.target import MlflowTarget
+
+    mapping = mlflow_round(tmp_path, ["req-1", "req-2", "req-gone"], ", id_kind: client_request_id")
+    session = MlflowStandIn({"req-1": T1, "req-2": T2})
+    target = MlflowTarget(mapping.target, specs=mapping.annotations, session=session)  # type: ignore[arg-type]
+    result = measure(mapping, target=target, write_tabs=False)
+    url = "http://127.0.0.1:5000/#/experiments/417/traces?selectedEvaluationId="
+    assert result.links == {"req-1": url + T1, "req-2": url + T2}  # unresolved: no link
+    assert session.sent.count(("POST", "/api/3.0/mlflow/traces/search")) == 1
+
+
+def test_a_platform_that_cannot_give_links_leaves_them_empty_and_says_so(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bridge.cli import app
+    from bridge.targets.mlflow.target import MlflowTarget
+
+    mapping = mlflow_round(tmp_path, [T1, T2])
+    down = MlflowTarget(mapping.target, specs=mapping.annotations, session=MlflowStandIn({}, True))  # type: ignore[arg-type]
+    result = measure(mapping, target=down)
+    assert result.exit_code == 0 and result.links == {}
+    (message,) = result.messages
+    assert message.startswith("no links to 2 disputed records on the platform (cannot reach")
+    assert set(link_cells(tmp_path / "labels.xlsx").values()) == {None}  # the tab is written
+    # a target that cannot even be opened (request ids need an experiment): the same
+    (tmp_path / "m.yaml").write_text(
+        (MLFLOW % ", id_kind: client_request_id").replace("experiment: rounds, ", ""),
+        encoding="utf-8",
+    )
+    out = CliRunner().invoke(app, ["agreement", str(tmp_path / "m.yaml"), "--json"])
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.stdout)
+    assert body["results"][0]["disagreements"][0]["link"] is None
+    assert "no links to 2 disputed records" in body["messages"][0]
+    assert "need the experiment" in body["messages"][0]
+
+
+class LinkingJudge(Judge):
+    def __init__(self, labels: dict[str, JudgeLabel]) -> None:
+        super().__init__(labels)
+        self.closed = 0
+
+    def record_links(self, record_ids: Sequence[str]) -> dict[str, str]:
+        return {r: f"http://127.0.0.1:7/{r}" for r in record_ids}
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_the_judges_target_gives_the_links_opened_once(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bridge.rounds
+
+    judge = LinkingJudge({span(2): JudgeLabel(span(2), "incorrect", None, "no")})
+    opened: list[Any] = []
+    monkeypatch.setattr(bridge.rounds, "open_target", lambda m: opened.append(m) or judge)
+    result = measure(load_mapping(project / "m.yaml"), judge="correctness")
+    assert len(opened) == 1 and judge.closed == 1
+    human, versus = result.results
+    assert [d.record_id for d in versus.disagreements] == [span(2)]
+    assert result.links[span(2)] == f"http://127.0.0.1:7/{span(2)}"
+    assert set(result.links) == set(disputed_ids(result))
+    rows = list(openpyxl.load_workbook(project / "labels.xlsx")["Disagreements"].values)
+    assert all(r[-1] == f"http://127.0.0.1:7/{r[1]}" for r in rows[1:])
+
+
+@pytest.mark.parametrize("medium", ["excel", "csv", "gsheet"])
+@pytest.mark.parametrize("with_link", [True, False])
+def test_the_link_column_is_optional_in_every_medium(
+    medium: str, with_link: bool, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from bridge.records import StatusColumns
+    from bridge.sources.base import ReadSpec
+    from bridge.sources.csv.source import CsvSource
+    from bridge.sources.excel.source import ExcelSource
+
+    header = ["span_id", "label", "annotator"] + (["link"] if with_link else [])
+    rows = [[span(1), "correct", "alice"] + (["http://127.0.0.1:6006/a"] if with_link else [])]
+    rows.append(["", "", ""] + (["http://127.0.0.1:6006/b"] if with_link else []))  # blank
+    spec = ReadSpec(
+        columns=["span_id", "label", "annotator"],
+        key_columns=["span_id", "annotator"],
+        status=StatusColumns(),
+        optional_columns=["link"],
+    )
+    source: Any
+    if medium == "excel":
+        source = ExcelSource(make_book(tmp_path / "l.xlsx", rows, header=header), "Labels")
+    elif medium == "csv":
+        text = "\n".join(",".join(r) for r in [header, *rows]) + "\n"
+        (tmp_path / "l.csv").write_text(text, encoding="utf-8")
+        source = CsvSource(tmp_path / "l.csv")
+    else:
+        server = request.getfixturevalue("gsheet")
+        grid = [[*r, *[""] * (5 - len(r))] for r in [header, *rows]]
+        server.put(GKEY, "Labels", grid + [[""] * 5] * len(ROWS))  # the fixture's rows gone
+        source = gsheet_source(server)
+    (row,) = source.read(spec)  # the row with only a link is blank
+    expected = {"span_id": span(1), "label": "correct", "annotator": "alice"}
+    if with_link:
+        expected["link"] = "http://127.0.0.1:6006/a"
+    assert row.values == expected
+    source.close()

@@ -3,6 +3,7 @@ writes feedback through MLflow's own API (source LLM_JUDGE), sync, agreement wit
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,24 @@ def judge(server: MlflowServer, trace_id: str, value: str) -> None:
             }
         },
     )
+
+
+def tab_links(book: Path) -> dict[str, str]:
+    """The Disagreements tab's link column, by record id."""
+    rows = list(openpyxl.load_workbook(book)["Disagreements"].iter_rows(values_only=True))
+    at, link = rows[0].index("record_id"), rows[0].index("link")
+    return {str(r[at]): str(r[link]) for r in rows[1:]}
+
+
+def check_link(server: MlflowServer, url: str, trace_id: str) -> None:
+    """The link opens this trace in its experiment on this server, as the real server has it."""
+    parts = urllib.parse.urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}" == server.url and parts.path == "/"
+    route, _, query = parts.fragment.partition("?")
+    info = server.call("GET", f"/traces/{trace_id}")["trace"]["trace_info"]
+    experiment = info["trace_location"]["mlflow_experiment"]["experiment_id"]
+    assert route == f"/experiments/{experiment}/traces"
+    assert urllib.parse.parse_qs(query) == {"selectedEvaluationId": [info["trace_id"]]}
 
 
 def test_a_round_on_mlflow(
@@ -109,3 +128,51 @@ annotations:
     assert versus.accuracy.value == pytest.approx((len(order) - 3) / (len(order) - 2))
     tabs = openpyxl.load_workbook(tmp_path / "labels.xlsx").sheetnames
     assert tabs == ["Labels", "Agreement", "Disagreements"]
+    # the links: export's, from the sheet; then, without the link column, annobridge's own
+    links = tab_links(tmp_path / "labels.xlsx")
+    assert set(links) == {order[0], order[-1]}
+    sheet = {ws.cell(r, col["trace_id"]).value: ws.cell(r, col["link"]).value
+             for r in range(2, ws.max_row + 1)}  # fmt: skip
+    assert links == {t: sheet[t] for t in links}
+    book = openpyxl.load_workbook(tmp_path / "labels.xlsx")
+    book["Labels"].delete_cols(col["link"])
+    book.save(tmp_path / "labels.xlsx")
+    again = measure(load_mapping(tmp_path / "m.yaml"), judge="correctness")
+    assert again.messages == [] and again.exit_code == 0
+    links = tab_links(tmp_path / "labels.xlsx")
+    assert set(links) == {order[0], order[-1]}
+    for trace_id, url in links.items():
+        check_link(server, url, trace_id)
+    assert {t["trace_id"]: t["experiment_id"] for t in traces}[order[0]] in links[order[0]]
+
+
+def test_request_id_links_on_mlflow(
+    server: MlflowServer, traces: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Rows by the app's request id: each disputed record's link opens its own trace."""
+    by_request = {t["client_request_id"]: t["trace_id"] for t in traces if t["client_request_id"]}
+    assert len(by_request) >= 2
+    ids = [*sorted(by_request)[:2], "req-never-logged"]
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.title = "Labels"
+    ws.append(["request_id", "label", "annotator"])
+    for rid in ids:
+        ws.append([rid, "correct", "alice"])
+        ws.append([rid, "incorrect", "bob"])
+    book.save(tmp_path / "labels.xlsx")
+    (tmp_path / "m.yaml").write_text(
+        f"""
+source: {{type: excel, path: labels.xlsx, worksheet: Labels}}
+target: {{type: mlflow, url: "{server.url}", experiment: {EXPERIMENT},
+          id_kind: client_request_id}}
+annotations:
+  - {{name: correctness, id_column: request_id, label_column: label,
+      annotator_column: annotator}}
+""",
+        encoding="utf-8",
+    )
+    result = measure(load_mapping(tmp_path / "m.yaml"), write_tabs=False)
+    assert result.messages == [] and set(result.links) == set(ids[:2])  # unresolved: none
+    for rid in ids[:2]:
+        check_link(server, result.links[rid], by_request[rid])

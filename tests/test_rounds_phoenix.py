@@ -21,6 +21,11 @@ from tests.servers import PhoenixServer
 
 pytestmark = pytest.mark.phoenix
 PROJECT = "tests"
+# the query the loader of Phoenix's route /redirects/spans/:span_otel_id runs (the served
+# bundle of Phoenix 20.26.1: docs/platform-notes.md, "Phoenix", "Links to records")
+SPAN_REDIRECT_QUERY = """query spanRedirectLoaderQuery($spanOtelId: String!) {
+  span: getSpanByOtelId(spanId: $spanOtelId) { id trace { traceId id } project { id } }
+}"""
 
 
 def post(server: PhoenixServer, path: str, body: Any) -> Any:
@@ -32,6 +37,18 @@ def post(server: PhoenixServer, path: str, body: Any) -> Any:
     )
     with urllib.request.urlopen(request, timeout=30) as r:
         return json.load(r)
+
+
+def tab_links(book: Path) -> dict[str, str]:
+    """The Disagreements tab's link column, by record id."""
+    rows = list(openpyxl.load_workbook(book)["Disagreements"].iter_rows(values_only=True))
+    at, link = rows[0].index("record_id"), rows[0].index("link")
+    return {str(r[at]): str(r[link]) for r in rows[1:]}
+
+
+def status_of(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return int(r.status)
 
 
 def test_a_round_on_phoenix(
@@ -107,6 +124,36 @@ annotations:
     assert book.sheetnames == ["Labels", "Agreement", "Disagreements"]
     rows = [r for r in book["Disagreements"].iter_rows(values_only=True)]
     assert len(rows) > 1  # carol disagrees with the others somewhere
+    # each disputed record's link is the one export wrote into the sheet, and Phoenix serves it
+    sheet_links = {
+        ws.cell(r, col["span_id"]).value: ws.cell(r, col["link"]).value
+        for r in range(2, ws.max_row + 1)
+    }
+    links = tab_links(tmp_path / "labels.xlsx")
+    assert set(links) == {str(r[1]) for r in rows[1:]}
+    assert links == {rid: sheet_links[rid] for rid in links}
+    assert all(status_of(url) == 200 for url in set(links.values()))
+    # without the link column: Phoenix's redirect route, resolved by the real server to the span
+    # in this project (the GraphQL query the route's loader runs)
+    book = openpyxl.load_workbook(tmp_path / "labels.xlsx")
+    book["Labels"].delete_cols(col["link"])
+    book.save(tmp_path / "labels.xlsx")
+    again = measure(load_mapping(tmp_path / "m.yaml"), judge=name)
+    assert again.exit_code == 0 and again.messages == []
+    links = tab_links(tmp_path / "labels.xlsx")
+    assert set(links) == {d.record_id for r in again.results for d in r.disagreements}
+    project_id = phoenix.get(f"/v1/projects/{PROJECT}")["data"]["id"]
+    trace_of = {s["span_id"]: s["trace_id"] for s in seeded_spans}
+    for rid, url in links.items():
+        assert url == f"{phoenix.url}/redirects/spans/{rid}"
+        assert status_of(url) == 200
+        found = post(phoenix, "/graphql", {"query": SPAN_REDIRECT_QUERY,
+                                           "variables": {"spanOtelId": rid}})  # fmt: skip
+        assert found["data"]["span"]["project"]["id"] == project_id
+        assert found["data"]["span"]["trace"]["traceId"] == trace_of[rid]
+    unknown = post(phoenix, "/graphql", {"query": SPAN_REDIRECT_QUERY,
+                                         "variables": {"spanOtelId": "f" * 16}})  # fmt: skip
+    assert not (unknown.get("data") or {}).get("span")  # the query tells records apart
     # a judge name with no LLM annotations says so, exit 1
     (tmp_path / "n.yaml").write_text(
         (tmp_path / "m.yaml").read_text().replace(f"name: {name}", "name: never_judged"),

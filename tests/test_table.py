@@ -157,6 +157,25 @@ def test_rows_from_grid_keeps_values_typed() -> None:
     assert row.key == ("00123",)
 
 
+def test_optional_columns_are_read_when_present_and_no_error_when_absent() -> None:
+    rows = rows_from_grid(GRID, 3, ["span_id", "label"], ["span_id"], STATUS, "f", ["notes"])
+    # the row with only notes (row 5) is still blank: by the wanted columns alone
+    assert [(r.sheet_row, r.values) for r in rows] == [
+        (4, {"span_id": "a1", "label": "good", "notes": "n1"}),
+        (7, {"span_id": "a2", "label": "bad", "notes": None}),  # a short row: None
+        (8, {"span_id": "a1", "label": "good again", "notes": None}),
+        (9, {"span_id": None, "label": "no id", "notes": None}),
+    ]
+    absent = rows_from_grid(GRID, 3, ["span_id", "label"], ["span_id"], STATUS, "f", ["link"])
+    assert [r.values for r in absent] == [
+        r.values for r in rows_from_grid(GRID, 3, ["span_id", "label"], ["span_id"], STATUS, "f")
+    ]
+    # an optional column that is also wanted is read once, as wanted; a repeated one: the first
+    grid = [["id", "link", "link"], ["a", "http://127.0.0.1/1", "http://127.0.0.1/2"]]
+    (row,) = rows_from_grid(grid, 1, ["id"], ["id"], STATUS, "f", ["link", "id"])
+    assert row.values == {"id": "a", "link": "http://127.0.0.1/1"}
+
+
 def test_keys_of_several_columns() -> None:
     grid = [["span_id", "who", "label"], ["s", "ann", "x"], ["s", "bob", "y"], ["s", "ann", "z"]]
     rows = rows_from_grid(grid, 1, ["span_id", "who", "label"], ["span_id", "who"], STATUS, "f")

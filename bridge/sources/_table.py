@@ -114,6 +114,20 @@ def status_positions(header: Sequence[Any], columns: StatusColumns) -> dict[str,
     return out
 
 
+def optional_positions(
+    header: Sequence[Any], optional: Iterable[str], wanted: Mapping[str, int]
+) -> dict[str, int]:
+    """Where the optional columns the header has are (the first, if repeated); those also
+    among the ``wanted`` ones (found already) are left to them."""
+    names = {n.strip(): n for n in optional if n not in wanted}
+    out: dict[str, int] = {}
+    for i, cell in enumerate(header):
+        name = names.get(key_part(cell))
+        if name is not None and name not in out:
+            out[name] = i
+    return out
+
+
 def rows_from_grid(
     grid: Iterable[Sequence[Any]],
     header_row: int,
@@ -121,8 +135,13 @@ def rows_from_grid(
     key_columns: Sequence[str],
     columns: StatusColumns,
     where: str,
+    optional: Sequence[str] = (),
 ) -> list[Row]:
     """Turn a grid (first element = sheet row 1) into Rows with values, keys and statuses.
+
+    ``optional`` columns are put in the values when the header has them (the first, if
+    repeated) and are no error when it does not; whether a row is blank is told by the
+    ``wanted`` columns alone.
 
     The grid is read once, row by row: it may be an iterator that never holds the sheet.
     """
@@ -137,11 +156,16 @@ def rows_from_grid(
         )
     index = header_index(header, wanted, where, header_row)
     status_at = status_positions(header, columns)
+    optional_at = list(optional_positions(header, optional, index).items())
     rows: list[Row] = []
     occurrences: dict[tuple[str, ...], int] = {}
     wanted_at = list(index.items())
     status_items = list(status_at.items())
-    width = max([i + 1 for _, i in wanted_at] + [i + 1 for _, i in status_items])
+    width = max(
+        [i + 1 for _, i in wanted_at]
+        + [i + 1 for _, i in status_items]
+        + [i + 1 for _, i in optional_at]
+    )
     key_at = [index[c] for c in key_columns]
     # the loop runs once per sheet row (100,000 and more): locals, positional calls, and
     # key_part inlined for the usual cell, text
@@ -155,6 +179,9 @@ def rows_from_grid(
                 break
         else:
             continue  # a blank row: nothing to label, nothing to report
+        if optional_at:
+            for name, i in optional_at:
+                values[name] = cells[i]
         key = tuple([c.strip() if type(c := cells[i]) is str else part(c) for i in key_at])
         status = (
             {name: c.strip() if type(c := cells[i]) is str else part(c) for name, i in status_items}

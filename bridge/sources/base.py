@@ -20,12 +20,16 @@ class ReadSpec:
 
     ``number_columns`` are the columns where numbers are expected (the scores): a source that
     must tell dates from numbers (Google Sheets) looks there only at numbers that could be dates.
+    ``optional_columns`` are read when the header has them (into ``Row.values``, as text or
+    numbers as read) and are no error when it does not; a row is blank, and left out, by
+    ``columns`` alone.
     """
 
     columns: Sequence[str]
     key_columns: Sequence[str]
     status: StatusColumns
     number_columns: Sequence[str] = ()
+    optional_columns: Sequence[str] = ()
 
 
 @runtime_checkable

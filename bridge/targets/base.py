@@ -109,6 +109,19 @@ class ReadsJudgeAnnotations(Protocol):
 
 
 @runtime_checkable
+class LinksRecords(Protocol):
+    """Knows the address of a record in the platform's web app (the Disagreements tab's
+    link column, where the sheet has none)."""
+
+    def record_links(self, record_ids: Sequence[str]) -> dict[str, str]:
+        """By the sheet's record id, the record's address in the platform's web app; an id it
+        cannot link is absent.
+
+        :raises BridgeError: the platform is needed to build the links and cannot be used."""
+        ...
+
+
+@runtime_checkable
 class ReviewQueues(Protocol):
     """Has review queues: named lists of records to label, with assigned users (MLflow)."""
 

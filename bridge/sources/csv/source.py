@@ -144,7 +144,13 @@ class CsvSource(Source):
             raise SourceError(f"{self.path}: the file is empty; it needs a header row and rows")
         try:
             rows = rows_from_grid(
-                grid, self.header_row, spec.columns, spec.key_columns, spec.status, self.path.name
+                grid,
+                self.header_row,
+                spec.columns,
+                spec.key_columns,
+                spec.status,
+                self.path.name,
+                spec.optional_columns,
             )
         except SourceError:
             other = self._other_delimiter(grid, spec.columns)

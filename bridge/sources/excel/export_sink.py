@@ -13,7 +13,6 @@ a formula.
 from __future__ import annotations
 
 import logging
-import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from copy import copy
@@ -29,7 +28,7 @@ from openpyxl.worksheet.cell_range import MultiCellRange
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from bridge.errors import SourceError, SourceUnavailable
-from bridge.records import AppendReport, StatusColumns, Validation, list_problem
+from bridge.records import AppendReport, StatusColumns, Validation, list_problem, web_address
 from bridge.sources._table import column_letter, key_part, near_name
 from bridge.sources.base import ExportSink, ReadSpec
 from bridge.sources.excel.source import ExcelSource, save_beside
@@ -40,8 +39,6 @@ EXCEL_CELL_LIMIT = 32_767
 log = logging.getLogger(__name__)
 
 MAX_ROWS = 1_048_576
-# A cell that is nothing but a web address becomes a clickable link.
-_URL = re.compile(r"https?://\S+")
 # Excel refuses list validations whose formula is longer than 255 characters.
 MAX_LIST_VALIDATION = 255
 
@@ -226,8 +223,9 @@ class ExcelExportSink(ExportSink):
                 text = _clean(str(value))
                 cell.value = text
                 cell.data_type = "s"  # text, never a formula
-                if _URL.fullmatch(text):
-                    cell.hyperlink = text
+                url = web_address(text)  # nothing but a web address: a clickable link
+                if url:
+                    cell.hyperlink = url
                     cell.style = link_style
         report.first_row, report.last_row = start, start + len(rows) - 1
         self._save(book)

@@ -308,6 +308,7 @@ class ExcelSource(Source):
                             spec.key_columns,
                             spec.status,
                             where,
+                            spec.optional_columns,
                         )
                 except SourceError as exc:
                     hint = _merged_header_hint(merged, self.header_row)

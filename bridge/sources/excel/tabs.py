@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bridge.errors import SourceError, SourceUnavailable
-from bridge.records import safe_text
+from bridge.records import safe_text, web_address
 from bridge.sources.base import WritesOwnedTabs
 from bridge.sources.excel.source import ExcelSource, save_beside
 
@@ -60,6 +60,10 @@ def replace_tab(path: Path, title: str, rows: Sequence[Sequence[Any]]) -> None:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 cell.value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", safe_text(value))
                 cell.data_type = "s"  # text, never a formula
+                url = web_address(cell.value) if r > 1 else None
+                if url:  # a record's link: clickable, as export writes it
+                    cell.hyperlink = url
+                    cell.style = "Hyperlink"
             else:
                 cell.value = value
             if r == 1:

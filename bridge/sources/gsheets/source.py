@@ -101,7 +101,13 @@ class GSheetsSource(GSheetsExport, GSheetsTabs, Source):
                 f"{self.header_row}, and rows of labels under them"
             )
         rows = rows_from_grid(
-            values, self.header_row, spec.columns, spec.key_columns, spec.status, where
+            values,
+            self.header_row,
+            spec.columns,
+            spec.key_columns,
+            spec.status,
+            where,
+            spec.optional_columns,
         )
         header = values[self.header_row - 1]
         layout.key_positions = header_index(header, spec.key_columns, where, self.header_row)

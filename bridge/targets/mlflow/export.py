@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from bridge.targets.mlflow.client import (
     MlflowClient,
     error_message,
 )
+from bridge.targets.mlflow.links import trace_url
 from bridge.targets.mlflow.values import SOURCE_TYPES
 
 _log = logging.getLogger(__name__)
@@ -112,8 +112,7 @@ def record_from_info(
         input=request,
         output=answer,
         start_time=_export_time(info.get("request_time")),
-        url=f"{client.base_url}/#/experiments/{experiment_id}/traces"
-        f"?selectedEvaluationId={urllib.parse.quote(trace_id, safe='')}",
+        url=trace_url(client.base_url, experiment_id, trace_id),
         annotated=frozenset(held),
     )
 

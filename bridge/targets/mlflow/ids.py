@@ -8,7 +8,7 @@ from typing import Any
 
 from bridge.records import Annotation
 from bridge.targets.base import chunks
-from bridge.targets.mlflow.client import IDS_PER_LOOKUP, SEARCH_PAGE, MlflowClient
+from bridge.targets.mlflow.client import API, IDS_PER_LOOKUP, SEARCH_PAGE, MlflowClient
 
 MAX_LISTED = 5  # trace ids listed in an "ambiguous request id" message
 
@@ -76,3 +76,14 @@ def by_request_id(
                 "(id_kind: trace_id)"
             )
     return found, problems
+
+
+def trace_infos(client: MlflowClient, trace_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The trace infos (with their assessments) of these trace ids, in bulk
+    (``traces/batchGetInfos``); a chunk MLflow refuses gives none."""
+    infos: list[dict[str, Any]] = []
+    for part in chunks(list(trace_ids), IDS_PER_LOOKUP):
+        response = client.call("POST", f"{API}/traces/batchGetInfos", json={"trace_ids": part})
+        if response.status_code == 200:
+            infos.extend(response.json().get("trace_infos") or [])
+    return infos

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bridge.records import JudgeLabel, finite_number
-from bridge.targets.base import chunks
-from bridge.targets.mlflow.client import API, IDS_PER_LOOKUP, MlflowClient
-from bridge.targets.mlflow.ids import by_request_id
+from bridge.targets.mlflow.client import MlflowClient
+from bridge.targets.mlflow.ids import by_request_id, trace_infos
 
 
 def _label(value: Any) -> tuple[str | None, float | None]:
@@ -27,15 +26,6 @@ def _label(value: Any) -> tuple[str | None, float | None]:
     return (None if value is None else str(value)), None
 
 
-def _infos(client: MlflowClient, trace_ids: Sequence[str]) -> list[dict[str, Any]]:
-    infos: list[dict[str, Any]] = []
-    for part in chunks(list(trace_ids), IDS_PER_LOOKUP):
-        response = client.call("POST", f"{API}/traces/batchGetInfos", json={"trace_ids": part})
-        if response.status_code == 200:
-            infos.extend(response.json().get("trace_infos") or [])
-    return infos
-
-
 def judge_annotations(
     client: MlflowClient, id_kind: str, name: str, record_ids: Sequence[str]
 ) -> dict[str, JudgeLabel]:
@@ -44,7 +34,7 @@ def judge_annotations(
         found_infos, _ = by_request_id(client, list(record_ids))
         by_record = {rid: info for rid, info in found_infos.items()}
     else:
-        by_record = {str(i.get("trace_id")): i for i in _infos(client, record_ids)}
+        by_record = {str(i.get("trace_id")): i for i in trace_infos(client, record_ids)}
     found: dict[str, JudgeLabel] = {}
     for rid, info in by_record.items():
         best: tuple[str, dict[str, Any]] | None = None

@@ -57,6 +57,7 @@ from bridge.records import (
 from bridge.targets.base import (
     ChecksAnnotations,
     ExportsRecords,
+    LinksRecords,
     Progress,
     PullsRules,
     ReadsJudgeAnnotations,
@@ -64,7 +65,7 @@ from bridge.targets.base import (
     ReviewQueues,
     Target,
 )
-from bridge.targets.mlflow import export, ids, judge, queues, rules
+from bridge.targets.mlflow import export, ids, judge, links, queues, rules
 from bridge.targets.mlflow import retract as retraction
 from bridge.targets.mlflow.client import (
     API,
@@ -106,6 +107,7 @@ class MlflowTarget(
     Target,
     ChecksAnnotations,
     ExportsRecords,
+    LinksRecords,
     PullsRules,
     ReadsJudgeAnnotations,
     Retracts,
@@ -483,6 +485,9 @@ class MlflowTarget(
 
     def judge_annotations(self, name: str, record_ids: Sequence[str]) -> dict[str, JudgeLabel]:
         return judge.judge_annotations(self.client, self.config.id_kind, name, record_ids)
+
+    def record_links(self, record_ids: Sequence[str]) -> dict[str, str]:
+        return links.record_links(self.client, self.config.id_kind, record_ids)
 
     def queue_records(self, name: str, query: ExportQuery) -> tuple[list[ExportRecord], list[str]]:
         return queues.queue_records(self.client, self.config.id_kind, name, query)

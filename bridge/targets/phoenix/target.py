@@ -60,6 +60,7 @@ from bridge.records import (
 from bridge.targets.base import (
     ChecksAnnotations,
     ExportsRecords,
+    LinksRecords,
     Progress,
     PullsRules,
     ReadsJudgeAnnotations,
@@ -67,7 +68,7 @@ from bridge.targets.base import (
     Target,
     chunks,
 )
-from bridge.targets.phoenix import export, judge, notes, rules
+from bridge.targets.phoenix import export, judge, links, notes, rules
 from bridge.targets.phoenix import retract as retraction
 from bridge.targets.phoenix.client import ID_FIELD, PhoenixClient, detail, result_of, same_result
 from bridge.targets.phoenix.config import PhoenixConfig
@@ -104,7 +105,13 @@ def probe_sample(ids: Sequence[str], size: int = PROBE_SPANS) -> list[str]:
 
 
 class PhoenixTarget(
-    Target, ChecksAnnotations, ExportsRecords, PullsRules, ReadsJudgeAnnotations, Retracts
+    Target,
+    ChecksAnnotations,
+    ExportsRecords,
+    LinksRecords,
+    PullsRules,
+    ReadsJudgeAnnotations,
+    Retracts,
 ):
     """Annotations on a Phoenix server.
 
@@ -428,3 +435,7 @@ class PhoenixTarget(
                 "with annotate: document there is nothing to compare yet: leave out --judge"
             )
         return judge.judge_annotations(self.client, self.kind, name, record_ids)
+
+    def record_links(self, record_ids: Sequence[str]) -> dict[str, str]:
+        """Phoenix's own redirect links (no request: see ``links``)."""
+        return links.record_links(self.base_url, self.config.annotate, record_ids)
