@@ -230,13 +230,14 @@ def _link(result: RoundResult, rows: Sequence[Row], platform: _Platform) -> None
             disputed[d.record_id] = disputed.get(d.record_id, ()) + tuple(d.sheet_rows)
     if not disputed:
         return
-    wanted = {n for sheet_rows in disputed.values() for n in sheet_rows}
     in_sheet: dict[int, str] = {}
-    for row in rows:
-        if row.sheet_row in wanted:
-            url = web_address(row.values.get(LINK_COLUMN))
-            if url:
-                in_sheet[row.sheet_row] = url
+    if any(LINK_COLUMN in row.values for row in rows[:1]):  # the sheet has the column
+        wanted = {n for sheet_rows in disputed.values() for n in sheet_rows}
+        for row in rows:
+            if row.sheet_row in wanted:
+                url = web_address(row.values.get(LINK_COLUMN))
+                if url:
+                    in_sheet[row.sheet_row] = url
     missing: list[str] = []
     for rid, sheet_rows in disputed.items():
         url = next((in_sheet[n] for n in sorted(sheet_rows) if n in in_sheet), None)
