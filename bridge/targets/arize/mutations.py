@@ -17,9 +17,17 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bridge.errors import AuthRefused, ConfigError
+from bridge.errors import AuthRefused, ConfigError, UnexpectedAnswer
+from bridge.http import unexpected_shape
 from bridge.records import Annotation, Outcome, Status
-from bridge.targets.arize.client import AUTH_HINT, PLATFORM, ArizeClient, json_body
+from bridge.targets.arize.client import (
+    AUTH_HINT,
+    NOT_THE_API,
+    PLATFORM,
+    ArizeClient,
+    answer_of,
+    json_body,
+)
 from bridge.targets.arize.common import iso, remote_id, start_time
 from bridge.targets.arize.config import ArizeConfig
 from bridge.targets.arize.graphql import Operation, assign_errors, document, is_retryable, literal
@@ -83,7 +91,10 @@ class GraphqlSender:
         response = self.client.call(
             "POST", "/graphql", json={"query": "query check { __typename }"}
         )
-        body = json_body(response)
+        body = answer_of(response) if response.status_code == 200 else json_body(response)
+        if response.status_code == 200 and not ("data" in body or "errors" in body):
+            shape = "an object without data or errors where a GraphQL answer"
+            raise UnexpectedAnswer(unexpected_shape(response, PLATFORM, shape, NOT_THE_API))
         if not isinstance(body, dict) or not ("data" in body or "errors" in body):
             raise ConfigError(
                 f"{self.client.base_url}/graphql did not answer as a GraphQL API "
@@ -210,7 +221,10 @@ class GraphqlSender:
         while pending:
             self.limiter.acquire(len(pending))
             response = self.client.call("POST", "/graphql", json=self._document(pending))
-            body = json_body(response)
+            body = answer_of(response) if response.status_code == 200 else json_body(response)
+            if response.status_code == 200 and not ("data" in body or "errors" in body):
+                shape = "an object without data or errors where a GraphQL answer"
+                raise UnexpectedAnswer(unexpected_shape(response, PLATFORM, shape, NOT_THE_API))
             if not isinstance(body, dict) or not ("data" in body or "errors" in body):
                 detail = response.text.strip()[:300]
                 if response.status_code in _SPLIT_STATUSES and len(pending) > 1:
