@@ -43,6 +43,7 @@ _PUBLIC = {
     "TargetPlugin": "bridge.plugins",
     "TargetUnreachable": "bridge.errors",
     "UnavailableError": "bridge.errors",
+    "UnexpectedAnswer": "bridge.errors",
     "WritesOwnedTabs": "bridge.sources.base",
     "export": "bridge.api",
     "load_mapping": "bridge.api",
@@ -78,6 +79,7 @@ __all__ = [
     "TargetPlugin",
     "TargetUnreachable",
     "UnavailableError",
+    "UnexpectedAnswer",
     "WritesOwnedTabs",
     "export",
     "load_mapping",
@@ -114,6 +116,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         SourceUnavailable,
         TargetUnreachable,
         UnavailableError,
+        UnexpectedAnswer,
     )
     from bridge.exporting import ExportResult
     from bridge.mapping import MappingConfig

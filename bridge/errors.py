@@ -15,12 +15,15 @@ is a bug and keeps its traceback.
     └── UnavailableError       exit 3: safe to retry later, nothing lost
         ├── SourceUnavailable  exit 3: workbook locked or not writable, sheet unreachable
         ├── TargetUnreachable  exit 3: connection refused, timeouts after retries, 5xx
+        │   └── UnexpectedAnswer exit 3: the URL answers, but not as the platform's API (a
+        │                                sign-in page or a proxy's page instead of JSON)
         └── AuthRefused        exit 3: 401/403 from the platform or the sheet's API
 
 Each class has a ``code``, the stable snake_case name ``--json`` gives as ``error.code`` (the
 class name is ``error.type``): monitoring alerts on ``auth_refused`` (a revoked or wrong key
-will not get better by retrying, though it exits 3 like the rest of UnavailableError) and
-retries the other exit-3 codes.
+will not get better by retrying, though it exits 3 like the rest of UnavailableError) and on
+``unexpected_answer`` (usually a ``target.url`` that reaches a sign-in page or a proxy, not the
+platform), and retries the other exit-3 codes.
 
 Row-level problems (an invalid label, a span the platform does not know) are not
 exceptions: they end as a row status and the rest of the batch goes on.
@@ -104,6 +107,15 @@ class TargetUnreachable(UnavailableError):
         # True when nothing answered at all (connection refused): the server is down, as
         # opposed to one request that timed out or got a 5xx.
         self.refused = refused
+
+
+class UnexpectedAnswer(TargetUnreachable):
+    """The platform's URL answered 200 with something that is not its API's JSON (an SSO
+    sign-in page, a proxy's error page, a web app at the wrong URL) or with JSON of another
+    shape: exit 3 like any unreachable platform, ``code`` unexpected_answer so monitoring can
+    tell a wrong ``target.url`` from an outage."""
+
+    code = "unexpected_answer"
 
 
 class AuthRefused(UnavailableError):

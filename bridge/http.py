@@ -6,15 +6,17 @@ auth refusals to the exception tree, with messages that never contain a credenti
 
 from __future__ import annotations
 
+import html
 import re
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from bridge.errors import AuthRefused, TargetUnreachable
+from bridge.errors import AuthRefused, TargetUnreachable, UnexpectedAnswer
 
 # Retry-After values above this are capped: a cron run should not sleep for an hour.
 MAX_RETRY_AFTER = 60.0
@@ -206,3 +208,125 @@ def _reason(exc: BaseException) -> str:
     if m:
         return m.group(1).replace("NewConnectionError", "connection refused")
     return type(exc).__name__
+
+
+# -- reading a platform's answer -------------------------------------------------------------
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+EXCERPT_CHARS = 80
+
+
+def json_of(
+    response: requests.Response,
+    *,
+    platform: str,
+    fix: str,
+    error: Callable[[str], Exception] = UnexpectedAnswer,
+) -> Any:
+    """The JSON of a platform's answer, or ``error`` (UnexpectedAnswer: exit 3, code
+    unexpected_answer) naming the URL (no credentials, no query), the status, the content
+    type and a short excerpt (an HTML page's title), then ``fix``.
+
+    A sign-in page in front of the server, a proxy's error page or a web app at the wrong URL
+    answers 200 with HTML: that must say so, not end in a JSONDecodeError traceback. A good
+    answer costs one try block.
+    """
+    try:
+        return response.json()
+    except ValueError:  # requests' JSONDecodeError is a ValueError
+        raise error(
+            f"{platform} at {_answered_where(response)} answered {response.status_code} with "
+            f"{_described(response)}, not JSON: {fix}"
+        ) from None
+
+
+def json_object(
+    response: requests.Response,
+    *,
+    platform: str,
+    fix: str,
+    error: Callable[[str], Exception] = UnexpectedAnswer,
+) -> dict[str, Any]:
+    """``json_of``, and the JSON must be an object (a list or a string is ``error`` too)."""
+    body = json_of(response, platform=platform, fix=fix, error=error)
+    if not isinstance(body, dict):
+        raise error(unexpected_shape(response, platform, f"{_kind(body)} where an object", fix))
+    return body
+
+
+def json_items(
+    body: Mapping[str, Any],
+    key: str,
+    response: requests.Response,
+    *,
+    platform: str,
+    fix: str,
+    error: Callable[[str], Exception] = UnexpectedAnswer,
+) -> list[dict[str, Any]]:
+    """The list of objects under ``key`` of an answer (absent or null: none); anything else
+    there (a string, an object, a list of strings) is ``error``."""
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        found = f"its '{key}' is {_kind(value)} where a list"
+        raise error(unexpected_shape(response, platform, found, fix))
+    for item in value:
+        if not isinstance(item, dict):
+            found = f"its '{key}' holds {_kind(item)} where an object"
+            raise error(unexpected_shape(response, platform, found, fix))
+    return value
+
+
+def unexpected_shape(response: requests.Response, platform: str, found: str, fix: str) -> str:
+    """The message for JSON of the wrong shape: ``found`` is "<what> where <what>"."""
+    return (
+        f"{platform} at {_answered_where(response)} answered {response.status_code} with JSON "
+        f"that is not what its API answers ({found} was expected): {fix}"
+    )
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for a message: no user:password@, no query string, no fragment."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _answered_where(response: requests.Response) -> str:
+    """The URL asked, and where a redirect ended (a sign-in page usually is one)."""
+    first = response.history[0].url if response.history else response.url
+    where = safe_url(first or "")
+    final = safe_url(response.url or "")
+    return where + (f" (redirected to {final})" if final and final != where else "")
+
+
+def _described(response: requests.Response) -> str:
+    """``text/html ("Sign in")``: the content type and a short excerpt, or "an empty body"."""
+    kind = (response.headers.get("Content-Type") or "").split(";")[0].strip()
+    text = response.text if response.content else ""
+    if not text.strip():
+        return f"an empty body ({kind})" if kind else "an empty body"
+    title = _TITLE.search(text)
+    excerpt = title.group(1) if title else _TAG.sub(" ", text)
+    excerpt = " ".join(html.unescape(excerpt).split())
+    if len(excerpt) > EXCERPT_CHARS:
+        excerpt = excerpt[: EXCERPT_CHARS - 1] + "…"
+    excerpt = redact(excerpt)
+    shown = f'"{excerpt}"' if excerpt else "no text"
+    return f"{kind or 'no content type'} ({shown})"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"

@@ -230,6 +230,38 @@ def test_a_sheet_shared_as_viewer_says_nothing_was_appended(
     assert standin.grid(KEY, "Labels") == []
 
 
+def test_an_append_stopped_after_its_first_request_says_which_rows_landed(
+    standin: SheetsStandIn, mapping: MappingConfig
+) -> None:
+    """A >25k-row append is several values:batchUpdate requests (here 2 rows each): when
+    the second fails, the rows of the first are in the sheet, and the message says so."""
+    standin.put(KEY, "Labels", [header_for(mapping)])
+    sheet = GSheetsSource(
+        KEY,
+        "Labels",
+        api_base=standin.url,
+        session=requests.Session(),
+        retry=RetryPolicy(sleep=lambda s: None, rand=lambda: 0.5),
+        max_write_rows=2,
+    )
+    # the first write lands; the one after it is refused
+    standin.before_next("write", lambda: standin.fail(403, kind="write"))
+    with sheet, pytest.raises(AuthRefused) as err:
+        export(mapping, sink=sheet, target=FakeTarget(records(5)))
+    message = str(err.value)
+    assert standin.column(KEY, "Labels", "span_id") == [span(1), span(2)]
+    assert "No row was appended" not in message
+    assert (
+        "2 of the 5 new rows were appended before it stopped: sheet rows 2–3; sheet rows 4–6 "
+        "were not. Run again to append the rest (export skips the ids already in the sheet)."
+    ) in message
+    again = GSheetsSource(KEY, "Labels", api_base=standin.url, session=requests.Session())
+    with again:
+        result = export(mapping, sink=again, target=FakeTarget(records(5)))
+    assert (result.appended, result.first_row, result.last_row) == (3, 4, 6)
+    assert standin.column(KEY, "Labels", "span_id") == [span(i) for i in range(1, 6)]
+
+
 def test_export_with_assignment_into_a_google_sheet(
     standin: SheetsStandIn, sheet: GSheetsSource, mapping: MappingConfig
 ) -> None:

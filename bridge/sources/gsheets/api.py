@@ -22,6 +22,7 @@ from gspread.exceptions import APIError
 from gspread.http_client import FileType, HTTPClient, ParamsType
 
 from bridge.errors import AuthRefused, BridgeError, SourceError, SourceUnavailable
+from bridge.http import json_object
 from bridge.sources.gsheets.auth import GoogleAuth, scrub
 from bridge.sources.gsheets.data import RETRY_STATUSES, backoff_delay, parse_retry_after
 
@@ -60,6 +61,22 @@ class RetryPolicy:
     max_wait: float = 180.0
     sleep: Callable[[float], None] = time.sleep
     rand: Callable[[], float] = random.random
+
+
+NOT_THE_API = (
+    "that is not the Sheets API (a sign-in page or a proxy in front of "
+    "sheets.googleapis.com?); check HTTPS_PROXY and the network"
+)
+
+
+class NotSheetsAnswer(Exception):
+    """Google's address answered with something that is not the Sheets API's JSON (said as
+    SourceUnavailable, with what was done, by ``GoogleErrors._google``)."""
+
+
+def answer_of(response: requests.Response) -> dict[str, Any]:
+    """A 200 answer's JSON object; anything else is NotSheetsAnswer."""
+    return json_object(response, platform="Google Sheets", fix=NOT_THE_API, error=NotSheetsAnswer)
 
 
 class RetriesExhausted(Exception):
@@ -170,10 +187,11 @@ def _transport_problem(exc: BaseException) -> str:
 
 def _google_message(response: requests.Response) -> str:
     try:
-        error = response.json().get("error", {})
-        return str(error.get("message", ""))[:200]
+        body = response.json()
     except ValueError:
         return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("message", ""))[:200] if isinstance(error, dict) else ""
 
 
 class GoogleErrors:
@@ -231,6 +249,14 @@ class GoogleErrors:
             ) from None
         except APIError as exc:
             raise self._api_error(exc, phase, written()) from None
+        except NotSheetsAnswer as exc:
+            after = self._after(phase, written())
+            raise SourceUnavailable(f"{self._where()}: {exc}. {after}") from None
+        except requests.exceptions.JSONDecodeError:  # inside gspread: no URL to name
+            raise SourceUnavailable(
+                f"{self._where()}: Google Sheets answered with something that is not JSON: "
+                f"{NOT_THE_API}. {self._after(phase, written())}"
+            ) from None
         except google.auth.exceptions.RefreshError as exc:
             reason = scrub(str(exc.args[0]) if exc.args else type(exc).__name__, 200)
             raise AuthRefused(

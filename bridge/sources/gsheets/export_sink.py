@@ -8,7 +8,7 @@ and takes exported rows, so the registry opens the same class for both.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from gspread.urls import SPREADSHEETS_API_V4_BASE_URL
@@ -17,12 +17,13 @@ from bridge.errors import BridgeError, SourceError
 from bridge.records import AppendReport, Validation, list_problem, safe_text
 from bridge.sources._table import header_index, key_part, near_name
 from bridge.sources.base import ExportSink
-from bridge.sources.gsheets.data import request_body, write_chunks
+from bridge.sources.gsheets.data import parse_range, request_body, write_chunks
 from bridge.sources.gsheets.worksheet import Layout, Worksheet
 
 # Google Sheets' limit on the characters in one cell (Google's "Files you can store in
 # Google Drive" help page).
 SHEETS_CELL_LIMIT = 50_000
+NOTHING_APPENDED = "No row was appended; run again."
 
 
 class GSheetsExport(Worksheet, ExportSink):
@@ -31,13 +32,16 @@ class GSheetsExport(Worksheet, ExportSink):
     cell_limit = SHEETS_CELL_LIMIT
 
     @contextlib.contextmanager
-    def _exporting(self, phase: str) -> Iterator[None]:
-        """Google's errors, said for an export: nothing was sent, no row was appended."""
+    def _exporting(
+        self, phase: str, landed: Callable[[], str] = lambda: NOTHING_APPENDED
+    ) -> Iterator[None]:
+        """Google's errors, said for an export: nothing was sent, and what was appended
+        (``landed``: no row, or the sheet rows an earlier request of a large append wrote)."""
         try:
             with self._google(phase):
                 yield
         except BridgeError as exc:
-            text = str(exc).replace(self._after(phase), "No row was appended; run again.")
+            text = str(exc).replace(self._after(phase), landed())
             raise type(exc)(text) from None
 
     def _export_layout(self) -> Layout:
@@ -107,7 +111,12 @@ class GSheetsExport(Worksheet, ExportSink):
             for name, value in row.items():
                 cells[(start + i, columns[name])] = "" if value is None else str(value)
         last = start + len(rows) - 1
-        with self._exporting("write"):
+        written: list[int] = []  # the sheet rows of new records that landed, in order
+
+        def landed() -> str:
+            return _landed(written, start, last)
+
+        with self._exporting("write", landed):
             if layout.grid_rows and last > layout.grid_rows:
                 self._grow(layout, "ROWS", last - layout.grid_rows)
                 layout.grid_rows = last
@@ -120,6 +129,8 @@ class GSheetsExport(Worksheet, ExportSink):
                 cells, layout.title, max_rows=self.max_write_rows, max_bytes=self.max_write_bytes
             ):
                 self._http().request("post", url, data=request_body(data), headers=headers)
+                sent = {r for entry in data for r in _rows_of(entry["range"])}
+                written.extend(sorted(r for r in sent if start <= r <= last))
         report.first_row, report.last_row = start, last
         return report
 
@@ -183,6 +194,36 @@ class GSheetsExport(Worksheet, ExportSink):
             if requests_:
                 self._http().batch_update(self.key, {"requests": requests_})
         return said
+
+
+def _rows_of(a1_range: str) -> range:
+    grid = parse_range(a1_range)
+    return range(grid.first_row, grid.last_row + 1)
+
+
+def _spans(rows: Sequence[int]) -> str:
+    """``2–3, 7`` for the sorted rows 2, 3 and 7."""
+    runs: list[list[int]] = []
+    for r in rows:
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    return ", ".join(f"{a}–{b}" if b > a else str(a) for a, b in runs)
+
+
+def _landed(written: Sequence[int], start: int, last: int) -> str:
+    """What an append that stopped midway left: no row, or which sheet rows landed."""
+    if not written:
+        return NOTHING_APPENDED
+    total = last - start + 1
+    missing = sorted(set(range(start, last + 1)) - set(written))
+    rows = "row" if len(written) == 1 else "rows"
+    return (
+        f"{len(written)} of the {total} new rows were appended before it stopped: sheet "
+        f"{rows} {_spans(sorted(written))}; sheet rows {_spans(missing)} were not. Run again "
+        "to append the rest (export skips the ids already in the sheet)."
+    )
 
 
 def _sheets_rule(v: Validation) -> dict[str, Any] | None:

@@ -52,7 +52,7 @@ from bridge.sources._table import (
     status_positions,
 )
 from bridge.sources.base import ReadSpec, Source
-from bridge.sources.gsheets.api import VALUE_OPTIONS, RetryPolicy
+from bridge.sources.gsheets.api import VALUE_OPTIONS, RetryPolicy, answer_of
 from bridge.sources.gsheets.auth import credential_files, service_account_email
 from bridge.sources.gsheets.data import (
     FORMAT_FIELDS,
@@ -378,9 +378,12 @@ class GSheetsSource(GSheetsExport, GSheetsTabs, Source):
             rows = {r for entry in data for r in _rows_of(entry["range"])} - {self.header_row}
             probes = probe_ranges(layout.title, (r for r in rows if r in at), keys + mapped)
             body = request_body([*data, *probes], echo=bool(probes))
-            answer = self._http().request("post", url, data=body, headers=headers).json()
+            answer = answer_of(self._http().request("post", url, data=body, headers=headers))
             written[0] += len(rows)
-            landed = probed_cells(probes, (answer.get("responses") or [])[len(data) :])
+            responses = answer.get("responses") or []
+            landed = probed_cells(
+                probes, responses[len(data) :] if isinstance(responses, list) else []
+            )
             for row in sorted(rows & at.keys()):
                 update = at[row]
                 key = tuple(key_part(landed.get((row, c))) for c in keys)

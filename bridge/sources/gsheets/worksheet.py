@@ -21,6 +21,7 @@ from bridge.sources.gsheets.api import (
     GoogleErrors,
     RetryPolicy,
     SheetsHTTPClient,
+    answer_of,
 )
 from bridge.sources.gsheets.auth import GoogleAuth, load_auth
 from bridge.sources.gsheets.data import (
@@ -193,7 +194,7 @@ class Worksheet(GoogleErrors):
         body = {"dataFilters": [{"gridRange": {"sheetId": self.gid}}], **VALUE_OPTIONS}
         url = f"{SPREADSHEETS_API_V4_BASE_URL}/{self.key}/values:batchGetByDataFilter"
         try:
-            answer = http.request("post", url, json=body).json()
+            answer = answer_of(http.request("post", url, json=body))
         except APIError as exc:
             if exc.code == 400:
                 raise self._missing_worksheet() from None

@@ -21,6 +21,12 @@ AUTH_HINT = (
     "mutations may need an enterprise plan)"
 )
 
+NOT_THE_API = (
+    "target.url reaches something that is not Arize's API (a sign-in page or a proxy in "
+    "front of it?); set target.url to Arize's API address, or leave it out for the default "
+    f"({DEFAULT_GRAPHQL_URL} for api: graphql, {DEFAULT_REST_URL} for api: rest)"
+)
+
 
 class ArizeClient:
     """One Arize API (``config.api``) at one URL.
@@ -66,6 +72,11 @@ class ArizeClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def answer_of(response: requests.Response) -> dict[str, Any]:
+    """A 2xx answer's JSON object; a sign-in page or another shape is UnexpectedAnswer."""
+    return http.json_object(response, platform=PLATFORM, fix=NOT_THE_API)
 
 
 def json_body(response: requests.Response) -> Any:

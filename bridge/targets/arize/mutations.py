@@ -17,9 +17,19 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bridge.errors import AuthRefused, ConfigError
+import requests
+
+from bridge.errors import AuthRefused, ConfigError, UnexpectedAnswer
+from bridge.http import unexpected_shape
 from bridge.records import Annotation, Outcome, Status
-from bridge.targets.arize.client import AUTH_HINT, PLATFORM, ArizeClient, json_body
+from bridge.targets.arize.client import (
+    AUTH_HINT,
+    NOT_THE_API,
+    PLATFORM,
+    ArizeClient,
+    answer_of,
+    json_body,
+)
 from bridge.targets.arize.common import iso, remote_id, start_time
 from bridge.targets.arize.config import ArizeConfig
 from bridge.targets.arize.graphql import Operation, assign_errors, document, is_retryable, literal
@@ -83,7 +93,7 @@ class GraphqlSender:
         response = self.client.call(
             "POST", "/graphql", json={"query": "query check { __typename }"}
         )
-        body = json_body(response)
+        body = _graphql_answer(response)
         if not isinstance(body, dict) or not ("data" in body or "errors" in body):
             raise ConfigError(
                 f"{self.client.base_url}/graphql did not answer as a GraphQL API "
@@ -210,7 +220,7 @@ class GraphqlSender:
         while pending:
             self.limiter.acquire(len(pending))
             response = self.client.call("POST", "/graphql", json=self._document(pending))
-            body = json_body(response)
+            body = _graphql_answer(response)
             if not isinstance(body, dict) or not ("data" in body or "errors" in body):
                 detail = response.text.strip()[:300]
                 if response.status_code in _SPLIT_STATUSES and len(pending) > 1:
@@ -276,3 +286,15 @@ def _error_outcome(messages: Sequence[str]) -> Outcome:
     if "not found" in lowered or "does not exist" in lowered or "no record" in lowered:
         return Outcome.rejected(f"Arize: {text}; {_NOT_FOUND_HINT}")
     return Outcome.rejected(f"Arize: {text}")
+
+
+def _graphql_answer(response: requests.Response) -> Any:
+    """A 200 answer is GraphQL's ``{data, errors}`` (a sign-in page or another shape is
+    UnexpectedAnswer); another status's JSON, or None, is for the caller to say."""
+    if response.status_code != 200:
+        return json_body(response)
+    body = answer_of(response)
+    if "data" not in body and "errors" not in body:
+        shape = "an object without data or errors where a GraphQL answer"
+        raise UnexpectedAnswer(unexpected_shape(response, PLATFORM, shape, NOT_THE_API))
+    return body

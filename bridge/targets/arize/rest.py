@@ -16,8 +16,9 @@ from typing import Any
 import requests
 
 from bridge.errors import ConfigError
+from bridge.http import json_of
 from bridge.records import Annotation, Outcome, Status
-from bridge.targets.arize.client import ArizeClient, json_body
+from bridge.targets.arize.client import NOT_THE_API, PLATFORM, ArizeClient, json_body
 from bridge.targets.arize.common import iso, lookback_margin, record_start, remote_id
 from bridge.targets.arize.config import ArizeConfig
 from bridge.targets.base import Progress, chunks
@@ -145,6 +146,8 @@ class RestSender:
         body = self._rest_body([(rid, [a for _, a in items]) for rid, items in records], window)
         response = self.client.call("POST", "/v2/spans/annotate", json=body)
         if 200 <= response.status_code < 300:
+            if response.content.strip():  # documented: 202, no body; a sign-in page has one
+                json_of(response, platform=PLATFORM, fix=NOT_THE_API)
             return {i: Outcome.ok(remote_id(a)) for _, items in records for i, a in items}
         if response.status_code in _SPLIT_STATUSES and len(records) > 1:
             half = len(records) // 2

@@ -42,6 +42,10 @@ from bridge.targets.log10.rules import from_json_schema
 DEFAULT_URL = "https://log10.io"
 PLATFORM = "log10"
 AUTH_HINT = "set LOG10_TOKEN and LOG10_ORG_ID to a log10 API token and its organization id"
+NOT_THE_API = (
+    "target.url (or LOG10_URL) reaches something that is not log10's API (a sign-in page or "
+    f"a proxy in front of it?); set it to log10's address, or leave it out for {DEFAULT_URL}"
+)
 # A feedback read back after an uncertain create counts only if created at most this long
 # before we sent ours (clock skew between us and the server).
 CLOCK_SKEW_MS = 5 * 60 * 1000
@@ -220,6 +224,7 @@ class Log10Target(Target, ChecksAnnotations, PullsRules):
                 sent_at = self._now_ms()
                 try:
                     response = self._call("POST", "/api/v1/feedback", json=body)
+                    outcome = self._created(response)  # a sign-in page: UnexpectedAnswer
                 except AuthRefused as exc:
                     if not created:
                         raise  # nothing stored yet: stop the run, nothing lost
@@ -228,8 +233,6 @@ class Log10Target(Target, ChecksAnnotations, PullsRules):
                 except TargetUnreachable as exc:
                     stopped = f"log10 stopped answering ({exc})"
                     outcome = self._read_back(body, sent_at, str(exc))
-                else:
-                    outcome = self._created(response)
                 if outcome.status == Status.SYNCED:
                     created += 1
                     self._claimed.add(outcome.remote_id)
@@ -249,6 +252,10 @@ class Log10Target(Target, ChecksAnnotations, PullsRules):
             **kwargs,
         )
 
+    def _answer(self, response: requests.Response) -> dict[str, Any]:
+        """A 2xx answer's JSON object; a sign-in page or another shape is UnexpectedAnswer."""
+        return http.json_object(response, platform=PLATFORM, fix=NOT_THE_API)
+
     def _load_task(self) -> dict[str, Any]:
         """The feedback task, read once; its JSON schema checked and compiled."""
         if self._task is not None:
@@ -264,7 +271,7 @@ class Log10Target(Target, ChecksAnnotations, PullsRules):
                 f"log10 has no feedback task '{task_id}' in organization {self.org_id}; check "
                 "target.task_id ('log10 feedback task list' shows the ids)"
             )
-        body = _json(response)
+        body = self._answer(response) if response.status_code == 200 else _json(response)
         if response.status_code != 200 or not isinstance(body, dict):
             raise ConfigError(
                 f"log10 did not return feedback task '{task_id}' ({response.status_code}: "
@@ -348,8 +355,7 @@ class Log10Target(Target, ChecksAnnotations, PullsRules):
 
     def _created(self, response: requests.Response) -> Outcome:
         if response.status_code in (200, 201):
-            body = _json(response)
-            feedback_id = body.get("id") if isinstance(body, dict) else None
+            feedback_id = self._answer(response).get("id")
             return Outcome.ok(str(feedback_id) if feedback_id else "")
         detail = _detail(response)
         if 400 <= response.status_code < 500:
@@ -378,7 +384,10 @@ class Log10Target(Target, ChecksAnnotations, PullsRules):
                     "limit": limit,
                 },
             )
-            body = _json(response)
+            if response.status_code == 200:
+                body = http.json_of(response, platform=PLATFORM, fix=NOT_THE_API)
+            else:
+                body = _json(response)
             if response.status_code != 200 or body is None:
                 raise TargetUnreachable(
                     f"log10 did not list feedback ({response.status_code}: {_detail(response)})"

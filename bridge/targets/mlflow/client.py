@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from bridge import http
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, UnexpectedAnswer
 
 DEFAULT_URL = "http://localhost:5000"
 PLATFORM = "MLflow"
@@ -25,6 +25,11 @@ API = "/api/3.0/mlflow"
 API2 = "/api/2.0/mlflow"
 IDS_PER_LOOKUP = 100  # request ids per search filter
 SEARCH_PAGE = 500  # the server's maximum for traces/search
+NOT_THE_API = (
+    "target.url (or MLFLOW_TRACKING_URI) reaches something that is not an MLflow tracking "
+    "server's REST API (a sign-in page or a proxy in front of the server?); set it to the "
+    "tracking server's own address, e.g. http://127.0.0.1:5000"
+)
 TRUE_VALUES = {"true", "1"}
 FALSE_VALUES = {"false", "0", ""}
 
@@ -199,6 +204,26 @@ class MlflowClient:
             **kwargs,
         )
 
+    def json_object(self, response: requests.Response) -> dict[str, Any]:
+        """A 200 answer's JSON object; a sign-in page or another shape is UnexpectedAnswer."""
+        return http.json_object(response, platform=PLATFORM, fix=NOT_THE_API)
+
+    def items(
+        self, response: requests.Response, key: str
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The objects under ``key`` of a 200 answer, and the whole answer (its page token)."""
+        body = self.json_object(response)
+        found = http.json_items(body, key, response, platform=PLATFORM, fix=NOT_THE_API)
+        return found, body
+
+    def member(self, response: requests.Response, key: str) -> dict[str, Any]:
+        """The object under ``key`` of a 200 answer (absent or null: an empty one)."""
+        value = self.json_object(response).get(key) or {}
+        if not isinstance(value, dict):
+            found = f"its '{key}' is not an object where one"
+            raise UnexpectedAnswer(http.unexpected_shape(response, PLATFORM, found, NOT_THE_API))
+        return value
+
     def experiment_id(self) -> str | None:
         """The configured experiment's id (looked up once by name, or taken as an id)."""
         if self._experiment_id is not None or not self.experiment:
@@ -208,7 +233,13 @@ class MlflowClient:
             "GET", f"{API2}/experiments/get-by-name", params={"experiment_name": name}
         )
         if response.status_code == 200:
-            self._experiment_id = str(response.json()["experiment"]["experiment_id"])
+            found = self.member(response, "experiment").get("experiment_id")
+            if not found:
+                shape = "no experiment.experiment_id where one"
+                raise UnexpectedAnswer(
+                    http.unexpected_shape(response, PLATFORM, shape, NOT_THE_API)
+                )
+            self._experiment_id = str(found)
             return self._experiment_id
         if name.isdigit():
             response = self.call("GET", f"{API2}/experiments/get", params={"experiment_id": name})
@@ -246,8 +277,8 @@ class MlflowClient:
                     f"MLflow refused the trace search ({response.status_code} "
                     f"{error_message(response)}); {fix}"
                 )
-            page = response.json()
-            yield [i for i in page.get("traces", []) if isinstance(i, dict)]
+            traces, page = self.items(response, "traces")
+            yield traces
             token = page.get("next_page_token") or ""
             if not token:
                 return

@@ -138,7 +138,7 @@ def _full_texts(
                 f"{error_message(response)}); export without --full-text to use the "
                 "previews"
             )
-        for trace in response.json().get("traces", []):
+        for trace in client.items(response, "traces")[0]:
             info = trace.get("trace_info") or {}
             out[str(info.get("trace_id"))] = span_texts(trace)
     return out

@@ -85,5 +85,5 @@ def trace_infos(client: MlflowClient, trace_ids: Sequence[str]) -> list[dict[str
     for part in chunks(list(trace_ids), IDS_PER_LOOKUP):
         response = client.call("POST", f"{API}/traces/batchGetInfos", json={"trace_ids": part})
         if response.status_code == 200:
-            infos.extend(response.json().get("trace_infos") or [])
+            infos.extend(client.items(response, "trace_infos")[0])
     return infos

@@ -44,8 +44,8 @@ def _names(client: MlflowClient, experiment_id: str) -> list[str]:
                 f"({response.status_code} {error_message(response)}); review queues need "
                 "MLflow 3.14 or later"
             )
-        page = response.json()
-        names += [str(q.get("name")) for q in page.get("review_queues") or []]
+        queues, page = client.items(response, "review_queues")
+        names += [str(q.get("name")) for q in queues]
         token = page.get("next_page_token") or ""
         if not token:
             return names
@@ -61,7 +61,7 @@ def find_queue(client: MlflowClient, name: str) -> dict[str, Any]:
         "GET", f"{QUEUES}/get-by-name", params={"experiment_id": experiment_id, "name": name}
     )
     if response.status_code == 200:
-        return dict(response.json().get("review_queue") or {})
+        return client.member(response, "review_queue")
     known = _names(client, experiment_id)
     listed = ", ".join(known[:MAX_LISTED]) + (" …" if len(known) > MAX_LISTED else "")
     raise ConfigError(
@@ -85,8 +85,8 @@ def pending_items(client: MlflowClient, queue_id: str) -> list[str]:
                 f"MLflow did not list the review queue's items ({response.status_code} "
                 f"{error_message(response)})"
             )
-        page = response.json()
-        out += [str(i["item_id"]) for i in page.get("items") or [] if i.get("item_id")]
+        items, page = client.items(response, "items")
+        out += [str(i["item_id"]) for i in items if i.get("item_id")]
         token = page.get("next_page_token") or ""
         if not token:
             return list(dict.fromkeys(out))
@@ -107,7 +107,7 @@ def queue_records(
                 f"MLflow did not return the queue's traces ({response.status_code} "
                 f"{error_message(response)})"
             )
-        for trace in response.json().get("traces", []):
+        for trace in client.items(response, "traces")[0]:
             info = trace.get("trace_info") or {}
             full = span_texts(trace) if query.full_text else None
             record = record_from_info(client, experiment_id, id_kind, query, info, full)

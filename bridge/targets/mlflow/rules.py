@@ -31,8 +31,8 @@ def label_schemas(client: MlflowClient) -> list[dict[str, Any]]:
                 f"({response.status_code} {error_message(response)}); this needs MLflow "
                 "3.14 or later, or set label_schemas: false"
             )
-        body = response.json()
-        schemas.extend(body.get("label_schemas", []))
+        found, body = client.items(response, "label_schemas")
+        schemas.extend(found)
         token = body.get("next_page_token") or ""
         if not token:
             return schemas

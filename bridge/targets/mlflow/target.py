@@ -233,7 +233,9 @@ class MlflowTarget(
         if self.experiment:
             self.client.experiment_id()
         else:
-            self.client.call("POST", f"{API2}/experiments/search", json={"max_results": 1})
+            answer = self.client.call("POST", f"{API2}/experiments/search", json={"max_results": 1})
+            if answer.status_code == 200:  # a sign-in page in front answers 200 as well
+                self.client.json_object(answer)
         self._load_schemas()
 
     # -- rules from the platform ----------------------------------------------------------
@@ -403,12 +405,12 @@ class MlflowTarget(
     def _create(self, w: _Write, again: bool = True) -> Outcome:
         response = self.client.call("POST", self._path_for(w), json={"assessment": w.body})
         if response.status_code == 200:
-            return self._confirm(w, response.json().get("assessment", {}))
+            return self._confirm(w, self.client.member(response, "assessment"))
         if response.status_code == 409 and again:
             # it exists: an earlier attempt landed (a retry after a timeout, a lost status)
             got = self.client.call("GET", self._path_for(w, w.body["assessment_id"]))
             if got.status_code == 200:
-                w.known, w.stored = True, got.json().get("assessment", {})
+                w.known, w.stored = True, self.client.member(got, "assessment")
                 if w.stored is not None and not differences(w.body, w.stored):
                     return Outcome.ok(w.body["assessment_id"])
                 return self._write(w)
@@ -432,7 +434,7 @@ class MlflowTarget(
             json={"assessment": patch, "update_mask": ",".join(mask)},
         )
         if response.status_code == 200:
-            stored = response.json().get("assessment", {})
+            stored = self.client.member(response, "assessment")
             if not w.known and "source" in differences(w.body, stored):
                 w.known, w.stored = True, stored  # the annotator kind changed: replace it
                 return self._replace(w)

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from bridge import http
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, UnexpectedAnswer
 from bridge.targets.base import chunks
 from bridge.targets.phoenix.config import PhoenixConfig
 
@@ -28,6 +28,11 @@ PLATFORM = "Phoenix"
 AUTH_HINT = (
     "set PHOENIX_API_KEY to a Phoenix API key with write access (Settings > API Keys), "
     "or PHOENIX_CLIENT_HEADERS"
+)
+NOT_THE_API = (
+    "target.url (or PHOENIX_ENDPOINT, PHOENIX_COLLECTOR_ENDPOINT) reaches something that is "
+    "not the Phoenix REST API (a sign-in page or a proxy in front of the server?); set it to "
+    "the Phoenix server's own address, e.g. http://127.0.0.1:6006"
 )
 # Phoenix's GET endpoints accept at most 1000 ids per request.
 MAX_IDS_PER_GET = 1000
@@ -144,6 +149,18 @@ class PhoenixClient:
     def close(self) -> None:
         self.session.close()
 
+    def json_object(self, response: requests.Response) -> dict[str, Any]:
+        """A 200 answer's JSON object; a sign-in page or another shape is UnexpectedAnswer."""
+        return http.json_object(response, platform=PLATFORM, fix=NOT_THE_API)
+
+    def items(
+        self, response: requests.Response, key: str = "data"
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The objects under ``key`` of a 200 answer, and the whole answer (for its cursor)."""
+        body = self.json_object(response)
+        found = http.json_items(body, key, response, platform=PLATFORM, fix=NOT_THE_API)
+        return found, body
+
     def existing_spans(self, span_ids: Sequence[str]) -> set[str]:
         """Which of these spans exist in the project (one GET per 1000 ids)."""
         return set(self.span_nodes(span_ids))
@@ -161,8 +178,15 @@ class PhoenixClient:
             )
             if response.status_code != 200:
                 return found
-            for span in response.json().get("data", []):
-                found[span["context"]["span_id"]] = str(span.get("id") or "")
+            spans, _ = self.items(response)
+            for span in spans:
+                context = span.get("context")
+                if not isinstance(context, dict) or not context.get("span_id"):
+                    shape = "a span without context.span_id where one with it"
+                    raise UnexpectedAnswer(
+                        http.unexpected_shape(response, PLATFORM, shape, NOT_THE_API)
+                    )
+                found[str(context["span_id"])] = str(span.get("id") or "")
         return found
 
     def graphql(
@@ -172,11 +196,11 @@ class PhoenixClient:
         response = self.call("POST", "/graphql", json={"query": query, "variables": variables})
         if response.status_code != 200:
             return None, [detail(response.text)], response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            return None, [response.text[:300]], response.status_code
-        errors = [str(e.get("message", e)) for e in body.get("errors") or [] if e]
+        body = self.json_object(response)
+        problems = body.get("errors") or []
+        if not isinstance(problems, list):
+            problems = [problems]
+        errors = [str(e.get("message", e) if isinstance(e, dict) else e) for e in problems if e]
         data = body.get("data")
         return (data if isinstance(data, dict) else None), errors, 200
 
@@ -205,8 +229,8 @@ class PhoenixClient:
                             f"{detail(response.text)})"
                         )
                     break
-                body = response.json()
-                yield from body.get("data", [])
+                rows, body = self.items(response)
+                yield from rows
                 cursor = body.get("next_cursor")
                 if not cursor:
                     break

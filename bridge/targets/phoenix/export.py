@@ -12,9 +12,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, UnexpectedAnswer
+from bridge.http import unexpected_shape
 from bridge.records import ExportDocument, ExportQuery, ExportRecord, finite_number
-from bridge.targets.phoenix.client import ID_FIELD, MAX_IDS_PER_GET, PhoenixClient, detail
+from bridge.targets.phoenix.client import (
+    ID_FIELD,
+    MAX_IDS_PER_GET,
+    NOT_THE_API,
+    PLATFORM,
+    PhoenixClient,
+    detail,
+)
 from bridge.targets.phoenix.documents import document_annotations
 
 _DOCUMENT_KEY = re.compile(r"^retrieval\.documents\.(\d+)\.document\.(id|content|score)$")
@@ -59,8 +67,7 @@ def export_records(client: PhoenixClient, kind: str, query: ExportQuery) -> Iter
                 f"({response.status_code}: {detail(response.text)}); a --filter is "
                 "key:value on a span attribute, e.g. --filter metadata.tier:gold"
             )
-        body = response.json()
-        spans = [s for s in body.get("data", []) if isinstance(s, dict)]
+        spans, body = client.items(response)
         ids = [_record_id(kind, s) for s in spans]
         if kind == "document":
             held_documents = _held_documents(client, ids, query)
@@ -152,7 +159,7 @@ def _project_id(client: PhoenixClient) -> str | None:
         listing = client.call("GET", "/v1/projects", params={"limit": 100})
         names = []
         if listing.status_code == 200:
-            names = [str(p.get("name")) for p in listing.json().get("data", [])]
+            names = [str(p.get("name")) for p in client.items(listing)[0]]
         known = f" (projects: {', '.join(names)})" if names else ""
         raise ConfigError(
             f"Phoenix at {client.base_url} has no project '{client.project}'{known}; set "
@@ -160,7 +167,10 @@ def _project_id(client: PhoenixClient) -> str | None:
         )
     if response.status_code != 200:
         return None
-    data = response.json().get("data") or {}
+    data = client.json_object(response).get("data") or {}
+    if not isinstance(data, dict):
+        shape = "a project that is not an object where one"
+        raise UnexpectedAnswer(unexpected_shape(response, PLATFORM, shape, NOT_THE_API))
     return str(data["id"]) if data.get("id") else None
 
 
@@ -196,11 +206,11 @@ def projects_with_records(client: PhoenixClient, limit: int = 20) -> list[str]:
     listing = client.call("GET", "/v1/projects", params={"limit": 100})
     if listing.status_code != 200:
         return []
-    names = [str(p.get("name")) for p in listing.json().get("data", []) if p.get("name")]
+    names = [str(p.get("name")) for p in client.items(listing)[0] if p.get("name")]
     found = []
     for name in [n for n in names if n != client.project][:limit]:
         path = f"/v1/projects/{urllib.parse.quote(name, safe='')}/spans"
         response = client.call("GET", path, params={"limit": 1})
-        if response.status_code == 200 and response.json().get("data"):
+        if response.status_code == 200 and client.items(response)[0]:
             found.append(name)
     return found

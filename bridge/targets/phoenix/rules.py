@@ -6,9 +6,10 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, UnexpectedAnswer
+from bridge.http import unexpected_shape
 from bridge.records import PlatformRule, finite_number
-from bridge.targets.phoenix.client import PhoenixClient, detail
+from bridge.targets.phoenix.client import NOT_THE_API, PLATFORM, PhoenixClient, detail
 
 
 def fetch_rules(client: PhoenixClient, names: Sequence[str]) -> dict[str, PlatformRule]:
@@ -23,7 +24,11 @@ def fetch_rules(client: PhoenixClient, names: Sequence[str]) -> dict[str, Platfo
                 f"Phoenix did not return the annotation config '{name}' "
                 f"({response.status_code}: {detail(response.text)})"
             )
-        found[name] = from_phoenix_config(response.json().get("data") or {})
+        config = client.json_object(response).get("data") or {}
+        if not isinstance(config, dict):
+            shape = "an annotation config that is not an object where one"
+            raise UnexpectedAnswer(unexpected_shape(response, PLATFORM, shape, NOT_THE_API))
+        found[name] = from_phoenix_config(config)
     return found
 
 

@@ -193,7 +193,8 @@ class PhoenixTarget(
         self.client.close()
 
     def check(self) -> None:
-        self.client.call("GET", "/v1/projects", params={"limit": 1})
+        # the answer is read too: a sign-in page in front of Phoenix answers 200 as well
+        self.client.items(self.client.call("GET", "/v1/projects", params={"limit": 1}))
 
     def send(
         self, annotations: Sequence[Annotation], progress: Progress | None = None
@@ -361,7 +362,7 @@ class PhoenixTarget(
                 json={"data": [self._body(a) for a in pending]},
             )
             if response.status_code == 200:
-                ids = [d.get("id", "") for d in response.json().get("data", [])]
+                ids = [d.get("id", "") for d in self.client.items(response)[0]]
                 for a, remote_id in zip(pending, ids, strict=False):
                     out[id(a)] = Outcome.ok(remote_id)
                 for a in pending[len(ids) :]:
@@ -404,9 +405,11 @@ class PhoenixTarget(
             return set()
         text = response.text.strip()
         try:
-            text = str(response.json().get("detail", text))
+            body = response.json()
         except ValueError:
-            pass
+            body = None
+        if isinstance(body, dict):
+            text = str(body.get("detail", text))
         m = _MISSING.search(text)
         return {p.strip() for p in m.group(1).split(",")} if m else set()
 
