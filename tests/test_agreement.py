@@ -533,6 +533,19 @@ def test_of_records_as_disputed_the_one_with_more_annotators_comes_first() -> No
     assert [d.record_id for d in result.disagreements] == ["many", "few"]
 
 
+def test_a_tie_on_the_last_record_has_no_majority_label() -> None:
+    ratings = [
+        Rating("r1", "ann", "a", None, 2),
+        Rating("r1", "bea", "a", None, 3),
+        Rating("r1", "cy", "b", None, 4),
+        Rating("r2", "ann", "a", None, 5),  # the last record: one a, one b
+        Rating("r2", "bea", "b", None, 6),
+    ]
+    disputed = {d.record_id: d for d in agreement("tie", ratings).disagreements}
+    assert disputed["r1"].majority_label == "a"
+    assert disputed["r2"].majority_label is None and disputed["r2"].majority_share == 0.5
+
+
 # --------------------------------------------------------------------------- judge
 
 
