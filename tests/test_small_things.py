@@ -138,6 +138,59 @@ def test_json_names_the_platform_url_and_project(tmp_path: Path) -> None:
     assert (body["platform"], body["project"]) == ("mlflow", "exp")
 
 
+@pytest.mark.parametrize(
+    ("mapping", "env", "expected"),
+    [
+        (
+            "arize-graphql.yaml",
+            {"ARIZE_MODEL_ID": "model-7", "ARIZE_APP_URL": "https://user:pw@arize.example"},
+            ("arize", "https://***@arize.example", "model-7"),
+        ),
+        (
+            "arize-rest.yaml",
+            {"ARIZE_PROJECT_ID": "proj-9", "ARIZE_API_URL": "https://api.arize.example"},
+            ("arize", "https://api.arize.example", "proj-9"),
+        ),
+        (
+            "log10-feedback.yaml",
+            {"LOG10_TASK_ID": "task-3"},
+            ("log10", "https://log10.io", "task-3"),
+        ),
+    ],
+)
+def test_json_names_the_place_on_every_platform(
+    mapping: str,
+    env: dict[str, str],
+    expected: tuple[str, str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bridge.registry import open_target
+    from bridge.targets.base import describe
+
+    for name, value in {
+        **env,
+        "ARIZE_API_KEY": "k",
+        "LOG10_TOKEN": "t",
+        "LOG10_ORG_ID": "o",
+    }.items():
+        monkeypatch.setenv(name, value)
+    target = open_target(load_mapping(Path(__file__).parent.parent / "mappings" / mapping))
+    try:
+        found = describe(target)
+    finally:
+        target.close()
+    assert (found["platform"], found["url"], found["project"]) == expected
+
+
+def test_a_target_that_does_not_say_where_it_writes_is_described_by_its_name() -> None:
+    from bridge.targets.base import describe
+
+    class Bare:
+        name = "custom"
+
+    assert describe(Bare()) == {"platform": "custom", "url": None, "project": None}  # type: ignore[arg-type]
+
+
 def test_google_sign_in_out_of_reach_names_the_network_not_the_quota(
     tmp_path: Path, private_key: str
 ) -> None:

@@ -143,23 +143,27 @@ class ReviewQueues(Protocol):
         ...
 
 
+@runtime_checkable
+class Locates(Protocol):
+    """Can say where it writes, for people and machines (``--json``'s ``target``)."""
+
+    def where(self) -> tuple[str | None, str | None]:
+        """(the platform's URL, the place in it: the Phoenix project, MLflow experiment,
+        Arize model or project, log10 task), None for what it has not."""
+        ...
+
+
 _URL_CREDENTIALS = re.compile(r"//[^/@\s]+@")  # as in bridge.http.redact
 
 
 def describe(target: Target) -> dict[str, Any]:
-    """Where a target writes, for people and machines: ``platform``, ``url`` (without
-    credentials) and ``project`` (the Phoenix project, MLflow experiment, Arize model or
-    project, log10 task; None when the platform has none)."""
-    platform = target.fingerprint().split("|")[0]
-    url = getattr(target, "base_url", None)
-    project = getattr(target, "project", None) or getattr(target, "experiment", None)
-    config = getattr(target, "config", None)
-    for attribute in ("model_id", "project_id", "task_id"):
-        project = project or getattr(config, attribute, None)
+    """Where a target writes: ``platform``, ``url`` (without credentials) and ``project``
+    (None when the target does not say: one that is not ``Locates``)."""
+    url, project = target.where() if isinstance(target, Locates) else (None, None)
     return {
-        "platform": platform,
-        "url": _URL_CREDENTIALS.sub("//***@", url) if isinstance(url, str) else None,
-        "project": project if isinstance(project, str) else None,
+        "platform": target.name,
+        "url": _URL_CREDENTIALS.sub("//***@", url) if url else None,
+        "project": project or None,
     }
 
 

@@ -32,10 +32,10 @@ from bridge.targets.arize.config import ArizeConfig
 from bridge.targets.arize.mutations import GraphqlSender
 from bridge.targets.arize.ratelimit import RateLimiter
 from bridge.targets.arize.rest import RestSender
-from bridge.targets.base import ChecksAnnotations, Progress, Target
+from bridge.targets.base import ChecksAnnotations, Locates, Progress, Target
 
 
-class ArizeTarget(Target, ChecksAnnotations):
+class ArizeTarget(Target, ChecksAnnotations, Locates):
     """Annotations on Arize AX.
 
     :param config: the mapping's ``target`` section.
@@ -119,6 +119,10 @@ class ArizeTarget(Target, ChecksAnnotations):
         if self.api == "graphql":
             return f"arize|graphql|{self.base_url}|{c.model_id}|{c.environment}"
         return f"arize|rest|{self.base_url}|{c.project_id}|{c.granularity}"
+
+    def where(self) -> tuple[str | None, str | None]:
+        c = self.config
+        return self.base_url, (c.model_id if self.api == "graphql" else c.project_id)
 
     def payload(self, a: Annotation) -> dict[str, Any]:
         """GraphQL: the variables of the documented mutation or the newer input; REST: the

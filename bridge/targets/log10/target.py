@@ -35,7 +35,7 @@ from requests.adapters import HTTPAdapter
 from bridge import http
 from bridge.errors import AuthRefused, ConfigError, TargetUnreachable
 from bridge.records import Annotation, Outcome, PlatformRule, Status
-from bridge.targets.base import ChecksAnnotations, Progress, PullsRules, Target
+from bridge.targets.base import ChecksAnnotations, Locates, Progress, PullsRules, Target
 from bridge.targets.log10.config import Log10Config
 from bridge.targets.log10.rules import from_json_schema
 
@@ -132,7 +132,7 @@ def _number(value: Any) -> float | int | None:
     return None
 
 
-class Log10Target(Target, ChecksAnnotations, PullsRules):
+class Log10Target(Target, ChecksAnnotations, Locates, PullsRules):
     """Feedback on log10 completions.
 
     :param config: the mapping's ``target`` section.
@@ -176,6 +176,9 @@ class Log10Target(Target, ChecksAnnotations, PullsRules):
 
     def fingerprint(self) -> str:
         return f"log10|{self.base_url}|{self.org_id}|{self.config.task_id}"
+
+    def where(self) -> tuple[str | None, str | None]:
+        return self.base_url, self.config.task_id
 
     def payload(self, a: Annotation) -> dict[str, Any]:
         values, _ = self._values(a)

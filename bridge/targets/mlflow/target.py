@@ -58,6 +58,7 @@ from bridge.targets.base import (
     ChecksAnnotations,
     ExportsRecords,
     LinksRecords,
+    Locates,
     Progress,
     PullsRules,
     ReadsJudgeAnnotations,
@@ -108,6 +109,7 @@ class MlflowTarget(
     ChecksAnnotations,
     ExportsRecords,
     LinksRecords,
+    Locates,
     PullsRules,
     ReadsJudgeAnnotations,
     Retracts,
@@ -225,6 +227,9 @@ class MlflowTarget(
             f"mlflow|{http.redact(self.base_url)}|{self.experiment or ''}|"
             f"{self.config.id_kind}|{digest}"
         )
+
+    def where(self) -> tuple[str | None, str | None]:
+        return self.base_url, self.experiment
 
     def close(self) -> None:
         self.session.close()

@@ -61,6 +61,7 @@ from bridge.targets.base import (
     ChecksAnnotations,
     ExportsRecords,
     LinksRecords,
+    Locates,
     Progress,
     PullsRules,
     ReadsJudgeAnnotations,
@@ -109,6 +110,7 @@ class PhoenixTarget(
     ChecksAnnotations,
     ExportsRecords,
     LinksRecords,
+    Locates,
     PullsRules,
     ReadsJudgeAnnotations,
     Retracts,
@@ -158,6 +160,9 @@ class PhoenixTarget(
 
     def fingerprint(self) -> str:
         return f"phoenix|{self.base_url}|{self.config.annotate}"
+
+    def where(self) -> tuple[str | None, str | None]:
+        return self.base_url, self.project
 
     def payload(self, a: Annotation) -> dict[str, Any]:
         """What is sent for one annotation: its body, and its note's when it has one."""
