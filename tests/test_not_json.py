@@ -494,3 +494,39 @@ def test_a_sheets_api_that_answers_a_page_is_source_unavailable(page: WebPage, b
     if by == "gid":  # read by annobridge itself: the URL and the page are named
         assert f"at {page.url}/v4/spreadsheets/{KEY}/values:batchGetByDataFilter" in message
         assert '("Sign in · Acme SSO")' in message
+
+
+def answer_of(body: bytes, kind: str = "application/json") -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response._content = body
+    response.url = "http://127.0.0.1:1/v1/projects?token=s3cret"
+    response.headers["Content-Type"] = kind
+    return response
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b"null", "null where an object"),
+        (b"true", "a boolean where an object"),
+        (b"3.5", "a number where an object"),
+        (b'"text"', "a string where an object"),
+        (b"[1]", "a list where an object"),
+    ],
+)
+def test_json_of_the_wrong_kind_names_what_came(body: bytes, named: str) -> None:
+    with pytest.raises(UnexpectedAnswer) as err:
+        http.json_object(answer_of(body), platform="Phoenix", fix="set target.url")
+    message = str(err.value)
+    assert f"({named} was expected)" in message
+    assert "http://127.0.0.1:1/v1/projects answered 200" in message and "s3cret" not in message
+    assert message.endswith(": set target.url")
+
+
+def test_a_long_page_is_cut_to_a_short_excerpt() -> None:
+    text = ("word " * 100).encode()
+    with pytest.raises(UnexpectedAnswer) as err:
+        http.json_of(answer_of(text, "text/plain"), platform="MLflow", fix="fix it")
+    excerpt = str(err.value).split('text/plain ("', 1)[1].split('")', 1)[0]
+    assert len(excerpt) == http.EXCERPT_CHARS and excerpt.endswith("…")

@@ -588,6 +588,25 @@ def test_a_platform_that_cannot_give_links_leaves_them_empty_and_says_so(tmp_pat
     assert "need the experiment" in body["messages"][0]
 
 
+def test_a_record_disputed_under_two_names_takes_the_link_of_any_of_its_rows() -> None:
+    from bridge.agreement import Rating, agreement
+    from bridge.records import Row
+    from bridge.rounds import RoundResult, _link
+
+    # r1 is disputed on "a" (rows 2, 3) and on "b" (rows 4, 5); only row 2 holds a link
+    by_a = agreement("a", [Rating("r1", "ann", "x", None, 2), Rating("r1", "bea", "y", None, 3)])
+    by_b = agreement("b", [Rating("r1", "ann", "x", None, 4), Rating("r1", "bea", "y", None, 5)])
+    result = RoundResult(mapping="", source="", results=[by_a, by_b])
+    rows = [Row(n, {"link": "http://127.0.0.1:6006/r1" if n == 2 else None}) for n in (2, 3, 4, 5)]
+
+    class NoPlatform:
+        def target(self) -> Any:
+            raise ConfigError("not to be asked: the sheet has the link")
+
+    _link(result, rows, NoPlatform())  # type: ignore[arg-type]
+    assert result.links == {"r1": "http://127.0.0.1:6006/r1"} and result.messages == []
+
+
 class LinkingJudge(Judge):
     def __init__(self, labels: dict[str, JudgeLabel]) -> None:
         super().__init__(labels)

@@ -174,6 +174,10 @@ def test_optional_columns_are_read_when_present_and_no_error_when_absent() -> No
     grid = [["id", "link", "link"], ["a", "http://127.0.0.1/1", "http://127.0.0.1/2"]]
     (row,) = rows_from_grid(grid, 1, ["id"], ["id"], STATUS, "f", ["link", "id"])
     assert row.values == {"id": "a", "link": "http://127.0.0.1/1"}
+    # the optional column rightmost, and rows cut short before it (trailing cells left out)
+    short = [["id", "label", "link"], ["a", "x"], ["b", "y", "http://127.0.0.1/b"]]
+    got = rows_from_grid(short, 1, ["id", "label"], ["id"], StatusColumns(), "f", ["link"])
+    assert [r.values["link"] for r in got] == [None, "http://127.0.0.1/b"]
 
 
 def test_keys_of_several_columns() -> None:
