@@ -28,7 +28,8 @@ servers: $(PHOENIX_VENV)/.installed $(MLFLOW_VENV)/.installed
 $(PHOENIX_VENV)/.installed:
 	$(PYTHON) -m venv $(PHOENIX_VENV)
 	$(PHOENIX_VENV)/bin/pip install $(PIP_QUIET) $(PHOENIX_PIN) 2>&1 | grep -v '^WARNING: Location' || true
-	$(PHOENIX_VENV)/bin/python -c "import phoenix, phoenix.otel, phoenix.client"
+	@# importing phoenix makes its working folder: inside the venv, never ~/.phoenix
+	PHOENIX_WORKING_DIR=$(PHOENIX_VENV)/import-check $(PHOENIX_VENV)/bin/python -c "import phoenix, phoenix.otel, phoenix.client"
 	touch $@
 
 $(MLFLOW_VENV)/.installed:
