@@ -21,6 +21,30 @@ _FOREIGN_ENV = ("PHOENIX_", "ARIZE_", "MLFLOW_", "LOG10_", "GOOGLE_", "BRIDGE_",
 _KEEP = {"ANNOBRIDGE_PHOENIX_PYTHON", "ANNOBRIDGE_MLFLOW_PYTHON", "ANNOBRIDGE_RECORD"}
 
 
+# The home the suite was started with: nothing may be written there.
+STARTED_HOME = os.environ.get("HOME", "")
+_HOME_AND_XDG = {
+    "HOME": "home",
+    "XDG_CONFIG_HOME": "home/.config",
+    "XDG_STATE_HOME": "home/.local/state",
+    "XDG_DATA_HOME": "home/.local/share",
+    "XDG_CACHE_HOME": "home/.cache",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The fixtures shared by a whole session (servers started once, traces seeded once) run
+    before any test's own ``isolated_home``: they get a home of the session's own, so nothing
+    they start writes into the developer's (importing phoenix makes ``~/.phoenix``)."""
+    root = tmp_path_factory.mktemp("session")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, place in _HOME_AND_XDG.items():
+            (root / place).mkdir(parents=True, exist_ok=True)
+            patch.setenv(name, str(root / place))
+        yield root
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's PHOENIX_API_KEY, MLFLOW_TRACKING_URI and the like."""
@@ -42,11 +66,7 @@ def isolated_home(
     root = tmp_path_factory.mktemp("isolated")
     places = {
         "ANNOBRIDGE_STATE_DIR": root / "state",
-        "HOME": root / "home",
-        "XDG_CONFIG_HOME": root / "home" / ".config",
-        "XDG_STATE_HOME": root / "home" / ".local" / "state",
-        "XDG_DATA_HOME": root / "home" / ".local" / "share",
-        "XDG_CACHE_HOME": root / "home" / ".cache",
+        **{name: root / place for name, place in _HOME_AND_XDG.items()},
         "XDG_RUNTIME_DIR": root / "runtime",
         "TMPDIR": root / "tmp",
     }

@@ -171,6 +171,8 @@ class PhoenixServer:
         if retriever:
             cmd.append("--retriever")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
+        # importing phoenix makes its working folder: the server's, never ~/.phoenix
+        env["PHOENIX_WORKING_DIR"] = str(self.workdir / "seeding")
         done = subprocess.run(
             cmd, env={**env, **NO_TELEMETRY}, capture_output=True, text=True, timeout=timeout + 60
         )

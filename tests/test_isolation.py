@@ -158,3 +158,18 @@ def test_stand_ins_share_no_logic_with_the_code_they_check() -> None:
                 assert not name.startswith("bridge") or name == "bridge.records", (
                     f"{path.name} imports {name}"
                 )
+
+
+@pytest.fixture(scope="session")
+def home_of_a_session_fixture() -> str:
+    return os.environ["HOME"]
+
+
+def test_session_fixtures_run_in_a_home_of_the_sessions_own(
+    home_of_a_session_fixture: str, isolated_session_home: Path
+) -> None:
+    # servers and seeding start once per session, before any test's isolated_home
+    from tests.conftest import STARTED_HOME
+
+    assert home_of_a_session_fixture == str(isolated_session_home / "home")
+    assert home_of_a_session_fixture != STARTED_HOME
