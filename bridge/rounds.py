@@ -33,6 +33,7 @@ from bridge.mapping import AnnotationSpec, MappingConfig
 from bridge.pipeline import read_spec
 from bridge.records import Row, Status, web_address
 from bridge.registry import open_source, open_target
+from bridge.sources._table import key_part
 from bridge.sources.base import Source, WritesOwnedTabs
 from bridge.targets.base import LinksRecords, ReadsJudgeAnnotations, Target
 
@@ -59,6 +60,9 @@ class RoundResult:
     exit_code: int = 0
     # the disputed records' links on the platform, by record id (none: no link)
     links: dict[str, str] = field(default_factory=dict)
+    # a record that is part of a platform record (a document of a span: "<span>#<position>")
+    # -> the platform record its link is to
+    linked_as: dict[str, str] = field(default_factory=dict)
 
     def link(self, record_id: str) -> str:
         return self.links.get(record_id, "")
@@ -101,8 +105,14 @@ def _rated(
     mapping: MappingConfig, source: Source, rows: list[Any], result: RoundResult
 ) -> dict[str, list[agreement.Rating]]:
     target = mapping.target
+    identity = target.identity_columns()
     verdicts = rules.evaluate(
-        rows, mapping.annotations, target.record_kind(), source.label, type(target).ID_PATTERNS
+        rows,
+        mapping.annotations,
+        target.record_kind(),
+        source.label,
+        type(target).ID_PATTERNS,
+        identity,
     )
     result.rows = len(rows)
     by_name: dict[str, list[agreement.Rating]] = {a.name: [] for a in mapping.annotations}
@@ -113,9 +123,18 @@ def _rated(
         if verdict.skipped or not verdict.annotations:
             result.left_out[str(Status.SKIPPED)] += 1
             continue
+        suffix = ""
+        if identity:  # one record per document: "<span id>#<position>"
+            parts = [key_part(row.values.get(c)) for c in identity]
+            if not all(parts):
+                result.left_out[str(Status.INVALID)] += 1  # no telling which document
+                continue
+            suffix = "".join(f"#{part}" for part in parts)
         for a in verdict.annotations:
-            rating = Rating(a.target_id, a.annotator or "", a.label, a.score, row.sheet_row)
-            by_name[a.name].append(rating)
+            rid = a.target_id + suffix
+            if suffix:
+                result.linked_as[rid] = a.target_id
+            by_name[a.name].append(Rating(rid, a.annotator or "", a.label, a.score, row.sheet_row))
     return by_name
 
 
@@ -153,11 +172,11 @@ def measure(
     """
     _annotator_check(mapping)
     identity = mapping.target.identity_columns()
-    if identity:
+    if identity and judge is not None:
         raise ConfigError(
-            f"{mapping.path or 'the mapping'}: agreement groups the labels by record, and "
-            f"these annotations are told apart by {', '.join(identity)} as well (one per "
-            "document): agreement of document annotations is not supported yet"
+            f"--judge {judge}: these annotations are told apart by {', '.join(identity)} as "
+            "well (one per document), and reading an LLM judge's document annotations back is "
+            "not supported yet; run agreement without --judge"
         )
     if report is not None and report.suffix.lower() not in agreement.REPORT_SUFFIXES:
         raise ConfigError(
@@ -250,8 +269,11 @@ def _link(result: RoundResult, rows: Sequence[Row], platform: _Platform) -> None
     try:
         target = platform.target()
         if isinstance(target, LinksRecords):
-            found = target.record_links(missing)
-            result.links.update((rid, found[rid]) for rid in missing if found.get(rid))
+            on_platform = {rid: result.linked_as.get(rid, rid) for rid in missing}
+            found = target.record_links(list(dict.fromkeys(on_platform.values())))
+            result.links.update(
+                (rid, found[at]) for rid, at in on_platform.items() if found.get(at)
+            )
     except BridgeError as exc:
         result.messages.append(
             f"no links to {len(missing)} disputed records on the platform ({exc}); the "

@@ -70,14 +70,47 @@ def test_a_report_into_a_missing_folder_is_a_config_error(tmp_path: Path) -> Non
     assert "Traceback" not in out.output
 
 
-def test_agreement_of_document_annotations_is_refused_with_the_reason(tmp_path: Path) -> None:
-    text = MAPPING.format(
-        url="http://127.0.0.1:9",
-        extra=", annotate: document, document_position_column: position",
+DOCUMENTS = ", annotate: document, document_position_column: position"
+
+
+def document_round(tmp_path: Path) -> Path:
+    # one retriever span, three documents, two SMEs: document 0 agreed, document 1 disputed,
+    # document 2 labelled by alice only; one row with no position (no telling which document)
+    header = ["span_id", "position", "label", "annotator"]
+    rows = [
+        [span(1), 0, "relevant", "alice"],
+        [span(1), 0, "relevant", "bob"],
+        [span(1), 1, "relevant", "alice"],
+        [span(1), "1", "irrelevant", "bob"],  # a position typed as text: the same document
+        [span(1), 2, "irrelevant", "alice"],
+        [span(1), None, "relevant", "bob"],
+    ]
+    make_book(tmp_path / "labels.xlsx", rows, header=header)
+    (tmp_path / "m.yaml").write_text(
+        MAPPING.format(url="http://127.0.0.1:9", extra=DOCUMENTS), encoding="utf-8"
     )
-    (tmp_path / "m.yaml").write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match="agreement of document annotations"):
-        measure(load_mapping(tmp_path / "m.yaml"), write_tabs=False)
+    return tmp_path / "m.yaml"
+
+
+def test_agreement_of_document_annotations_is_per_document(tmp_path: Path) -> None:
+    result = measure(load_mapping(document_round(tmp_path)), write_tabs=False)
+    assert result.exit_code == 0 and result.messages == []
+    assert result.left_out == {"invalid": 1}  # the row without a position
+    (figures,) = result.results
+    assert figures.records == 3 and figures.records_with_overlap == 2
+    assert figures.labels is not None and figures.labels.percent.value == 0.5
+    (disputed,) = figures.disagreements
+    assert disputed.record_id == f"{span(1)}#1" and disputed.labels == ("relevant", "irrelevant")
+    # the link is to the document's span
+    assert result.links == {f"{span(1)}#1": f"http://127.0.0.1:9/redirects/spans/{span(1)}"}
+
+
+def test_agreement_of_document_annotations_with_a_judge_is_refused_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    out = runner.invoke(app, ["agreement", str(document_round(tmp_path)), "--judge", "correctness"])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert "one per document" in out.stderr and "run agreement without --judge" in out.stderr
 
 
 def test_the_library_export_takes_what_the_cli_does() -> None:
