@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,6 +262,30 @@ class MlflowClient:
         if found is None:  # pragma: no cover - experiment_id() raises when it finds none
             raise ConfigError(f"MLflow has no experiment '{self.experiment}'")
         return found
+
+    def listed(
+        self,
+        path: str,
+        params: dict[str, Any],
+        key: str,
+        refused: Callable[[requests.Response], str],
+    ) -> Iterator[dict[str, Any]]:
+        """The objects under ``key`` of a GET list endpoint, every page (page tokens
+        followed).
+
+        :param refused: the ConfigError's message when MLflow answers other than 200.
+        """
+        token = ""
+        while True:
+            paged = {**params, "page_token": token} if token else params
+            response = self.call("GET", path, params=paged)
+            if response.status_code != 200:
+                raise ConfigError(refused(response))
+            found, page = self.items(response, key)
+            yield from found
+            token = page.get("next_page_token") or ""
+            if not token:
+                return
 
     def trace_pages(self, body: dict[str, Any], fix: str) -> Iterator[list[dict[str, Any]]]:
         """The traces of a traces/search, page by page (page tokens followed).

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import requests
+
 from bridge import http
 from bridge.errors import ConfigError
 from bridge.records import ExportQuery, ExportRecord
@@ -31,24 +33,18 @@ MAX_LISTED = 20  # queue names listed in an "unknown queue" message
 
 
 def _names(client: MlflowClient, experiment_id: str) -> list[str]:
-    names: list[str] = []
-    token = ""
-    while True:
-        params: dict[str, Any] = {"experiment_id": experiment_id, "max_results": 100}
-        if token:
-            params["page_token"] = token
-        response = client.call("GET", f"{QUEUES}/list", params=params)
-        if response.status_code != 200:
-            raise ConfigError(
-                f"MLflow at {http.redact(client.base_url)} did not list its review queues "
-                f"({response.status_code} {error_message(response)}); review queues need "
-                "MLflow 3.14 or later"
-            )
-        queues, page = client.items(response, "review_queues")
-        names += [str(q.get("name")) for q in queues]
-        token = page.get("next_page_token") or ""
-        if not token:
-            return names
+    def refused(response: requests.Response) -> str:
+        return (
+            f"MLflow at {http.redact(client.base_url)} did not list its review queues "
+            f"({response.status_code} {error_message(response)}); review queues need "
+            "MLflow 3.14 or later"
+        )
+
+    params = {"experiment_id": experiment_id, "max_results": 100}
+    return [
+        str(q.get("name"))
+        for q in client.listed(f"{QUEUES}/list", params, "review_queues", refused)
+    ]
 
 
 def find_queue(client: MlflowClient, name: str) -> dict[str, Any]:
@@ -73,23 +69,16 @@ def find_queue(client: MlflowClient, name: str) -> dict[str, Any]:
 
 def pending_items(client: MlflowClient, queue_id: str) -> list[str]:
     """The trace ids of the queue's PENDING items, in the queue's order."""
-    out: list[str] = []
-    token = ""
-    while True:
-        params: dict[str, Any] = {"queue_id": queue_id, "status": "PENDING", "max_results": PAGE}
-        if token:
-            params["page_token"] = token
-        response = client.call("GET", f"{QUEUES}/items/list", params=params)
-        if response.status_code != 200:
-            raise ConfigError(
-                f"MLflow did not list the review queue's items ({response.status_code} "
-                f"{error_message(response)})"
-            )
-        items, page = client.items(response, "items")
-        out += [str(i["item_id"]) for i in items if i.get("item_id")]
-        token = page.get("next_page_token") or ""
-        if not token:
-            return list(dict.fromkeys(out))
+
+    def refused(response: requests.Response) -> str:
+        return (
+            f"MLflow did not list the review queue's items ({response.status_code} "
+            f"{error_message(response)})"
+        )
+
+    params = {"queue_id": queue_id, "status": "PENDING", "max_results": PAGE}
+    items = client.listed(f"{QUEUES}/items/list", params, "items", refused)
+    return list(dict.fromkeys(str(i["item_id"]) for i in items if i.get("item_id")))
 
 
 def queue_records(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import requests
+
 from bridge.errors import ConfigError
 from bridge.records import PlatformRule, finite_number
 from bridge.targets.mlflow.client import API, MlflowClient, error_message
@@ -18,24 +20,16 @@ def label_schemas(client: MlflowClient) -> list[dict[str, Any]]:
             "(its name or id) or MLFLOW_EXPERIMENT_NAME"
         )
     experiment_id = client.experiment_id()
-    token = ""
-    schemas: list[dict[str, Any]] = []
-    while True:
-        params: dict[str, Any] = {"experiment_id": experiment_id, "max_results": 100}
-        if token:
-            params["page_token"] = token
-        response = client.call("GET", f"{API}/label-schemas/list", params=params)
-        if response.status_code != 200:
-            raise ConfigError(
-                f"cannot read the label schemas of experiment '{client.experiment}' "
-                f"({response.status_code} {error_message(response)}); this needs MLflow "
-                "3.14 or later, or set label_schemas: false"
-            )
-        found, body = client.items(response, "label_schemas")
-        schemas.extend(found)
-        token = body.get("next_page_token") or ""
-        if not token:
-            return schemas
+
+    def refused(response: requests.Response) -> str:
+        return (
+            f"cannot read the label schemas of experiment '{client.experiment}' "
+            f"({response.status_code} {error_message(response)}); this needs MLflow "
+            "3.14 or later, or set label_schemas: false"
+        )
+
+    params = {"experiment_id": experiment_id, "max_results": 100}
+    return list(client.listed(f"{API}/label-schemas/list", params, "label_schemas", refused))
 
 
 def fetch_rules(client: MlflowClient, names: Sequence[str]) -> dict[str, PlatformRule]:
