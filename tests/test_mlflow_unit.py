@@ -11,6 +11,7 @@ from typing import Any
 
 import openpyxl
 import pytest
+import requests
 
 from bridge.errors import ConfigError, MappingError
 from bridge.mapping import AnnotationSpec, parse_mapping
@@ -483,3 +484,24 @@ def test_mlflow_keys_get_did_you_mean_hints(tmp_path: Path) -> None:
         mapping(tmp_path, {"experment": "demo"})
     with pytest.raises(MappingError, match="set MLFLOW_TRACKING_PASSWORD in the environment"):
         mapping(tmp_path, {"password": "x"})
+
+
+def test_a_refused_trace_batch_names_what_and_the_fix() -> None:
+    from bridge.targets.mlflow.export import _full_texts, full_traces
+
+    class Refusing:
+        def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+            response = requests.Response()
+            response.status_code = 500
+            response._content = b'{"message": "database is locked"}'
+            return response
+
+    with pytest.raises(ConfigError) as err:
+        _full_texts(Refusing(), ["t1"])  # type: ignore[arg-type]
+    assert str(err.value) == (
+        "MLflow did not return the full traces (500 database is locked); export without "
+        "--full-text to use the previews"
+    )
+    with pytest.raises(ConfigError, match=r"^MLflow did not return the queue's traces \(500 "):
+        list(full_traces(Refusing(), ["t1"], "the queue's traces"))  # type: ignore[arg-type]
+    assert list(full_traces(Refusing(), [], "nothing")) == []  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from bridge.errors import ConfigError
@@ -125,23 +125,33 @@ def span_texts(trace: Mapping[str, Any]) -> tuple[str | None, str | None]:
     return attributes.get("mlflow.spanInputs"), attributes.get("mlflow.spanOutputs")
 
 
+def full_traces(
+    client: MlflowClient, trace_ids: Sequence[str], refused: str, fix: str = ""
+) -> Iterator[dict[str, Any]]:
+    """The whole traces (info and spans) of these ids, in bulk (traces/batchGet).
+
+    :param refused: what the ConfigError says MLflow did not return, when it answers other
+        than 200 (its status and message follow, then ``fix``).
+    """
+    for part in chunks(list(trace_ids), IDS_PER_LOOKUP):
+        response = client.call("GET", f"{API}/traces/batchGet", params={"trace_ids": list(part)})
+        if response.status_code != 200:
+            raise ConfigError(
+                f"MLflow did not return {refused} ({response.status_code} "
+                f"{error_message(response)}){fix}"
+            )
+        yield from client.items(response, "traces")[0]
+
+
 def _full_texts(
     client: MlflowClient, trace_ids: list[str]
 ) -> dict[str, tuple[str | None, str | None]]:
     """The root span's full inputs and outputs of each trace (traces/batchGet)."""
-    out: dict[str, tuple[str | None, str | None]] = {}
-    for part in chunks(trace_ids, IDS_PER_LOOKUP):
-        response = client.call("GET", f"{API}/traces/batchGet", params={"trace_ids": list(part)})
-        if response.status_code != 200:
-            raise ConfigError(
-                f"MLflow did not return the full traces ({response.status_code} "
-                f"{error_message(response)}); export without --full-text to use the "
-                "previews"
-            )
-        for trace in client.items(response, "traces")[0]:
-            info = trace.get("trace_info") or {}
-            out[str(info.get("trace_id"))] = span_texts(trace)
-    return out
+    fix = "; export without --full-text to use the previews"
+    return {
+        str((trace.get("trace_info") or {}).get("trace_id")): span_texts(trace)
+        for trace in full_traces(client, trace_ids, "the full traces", fix)
+    }
 
 
 def _span_attributes(span: Mapping[str, Any]) -> dict[str, str]:

@@ -22,10 +22,9 @@ import requests
 from bridge import http
 from bridge.errors import ConfigError
 from bridge.records import ExportQuery, ExportRecord
-from bridge.targets.base import chunks
 from bridge.targets.mlflow import ids
-from bridge.targets.mlflow.client import API, IDS_PER_LOOKUP, MlflowClient, error_message
-from bridge.targets.mlflow.export import record_from_info, span_texts
+from bridge.targets.mlflow.client import API, MlflowClient, error_message
+from bridge.targets.mlflow.export import full_traces, record_from_info, span_texts
 
 QUEUES = f"{API}/review-queues"
 PAGE = 1000
@@ -89,19 +88,12 @@ def queue_records(
     experiment_id = client.required_experiment_id()
     trace_ids = pending_items(client, str(queue.get("queue_id")))
     by_id: dict[str, ExportRecord] = {}
-    for part in chunks(trace_ids, IDS_PER_LOOKUP):
-        response = client.call("GET", f"{API}/traces/batchGet", params={"trace_ids": list(part)})
-        if response.status_code != 200:
-            raise ConfigError(
-                f"MLflow did not return the queue's traces ({response.status_code} "
-                f"{error_message(response)})"
-            )
-        for trace in client.items(response, "traces")[0]:
-            info = trace.get("trace_info") or {}
-            full = span_texts(trace) if query.full_text else None
-            record = record_from_info(client, experiment_id, id_kind, query, info, full)
-            if record is not None:
-                by_id[str(info.get("trace_id"))] = record
+    for trace in full_traces(client, trace_ids, "the queue's traces"):
+        info = trace.get("trace_info") or {}
+        full = span_texts(trace) if query.full_text else None
+        record = record_from_info(client, experiment_id, id_kind, query, info, full)
+        if record is not None:
+            by_id[str(info.get("trace_id"))] = record
     records = [by_id[t] for t in trace_ids if t in by_id]
     return records, [str(u) for u in queue.get("users") or []]
 
