@@ -438,7 +438,7 @@ def run(
             checks = _checks(target, strict=dry_run)
             planned = plan(mapping, source, target.kind, target.fingerprint(), checks)
             result.source = source.label
-            to_send = [p for p in planned if p.status in (PENDING, RETRACTING)][:limit]
+            to_send = _to_send(planned, limit)
             if dry_run:
                 result.planned = [target.payload(a) for p in to_send for a in p.to_send]
                 result.planned += [
@@ -487,8 +487,7 @@ def _sync(
             "(undone or edited since); sending them again",
             len(resend),
         )
-    # Rows past the limit stay pending: no status is written for them this run.
-    to_send = [p for p in planned if p.status in (PENDING, RETRACTING)][:limit]
+    to_send = _to_send(planned, limit)
     _guard_retractions(mapping, to_send)
     if to_send or any(p.status != UNCHANGED and p.status != PENDING for p in planned):
         source.check_writable()
@@ -555,8 +554,10 @@ def _complete_queue(target: Target, planned: Sequence[PlannedRow], result: SyncR
     """Mark the review-queue items of the rows synced in this run complete, by the row's
     annotator; a record with a row that failed or was rejected in this run stays pending.
     A failure is a warning (in the log and the result): the statuses are written already."""
-    name = target.completion_queue() if isinstance(target, ReviewQueues) else None
-    if not name or not isinstance(target, ReviewQueues):
+    if not isinstance(target, ReviewQueues):
+        return
+    name = target.completion_queue()
+    if not name:
         return
     held = {a.target_id for p in planned if p.status in (Status.FAILED, Status.REJECTED)
             for a in p.annotations}  # fmt: skip
@@ -575,6 +576,12 @@ def _complete_queue(target: Target, planned: Sequence[PlannedRow], result: SyncR
         return
     if result.queue_completed:
         log.info("marked %d items of review queue '%s' complete", result.queue_completed, name)
+
+
+def _to_send(planned: Sequence[PlannedRow], limit: int | None) -> list[PlannedRow]:
+    """The rows this run sends or takes back; rows past ``limit`` stay pending (no status is
+    written for them this run)."""
+    return [p for p in planned if p.status in (PENDING, RETRACTING)][:limit]
 
 
 def _journal_hash(p: PlannedRow) -> str:
