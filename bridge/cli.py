@@ -83,6 +83,7 @@ class InitAnnotate(enum.StrEnum):
     span = "span"
     trace = "trace"
     session = "session"
+    document = "document"
 
 
 class InitIdKind(enum.StrEnum):
@@ -516,7 +517,8 @@ def init(
         InitAnnotate | None,
         typer.Option(
             "--annotate",
-            help="Phoenix: what the id column holds: span (default), trace or session.",
+            help="Phoenix: what the rows label: span (default), trace, session, or document (one "
+            "row per retrieved document of a retriever span).",
             show_default=False,
         ),
     ] = None,

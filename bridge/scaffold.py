@@ -15,7 +15,7 @@ from bridge.sources._table import column_letter
 from bridge.sources.gsheets.source import credential_files, service_account_email
 
 TARGETS = ("phoenix", "mlflow", "arize", "log10")
-PHOENIX_ANNOTATE = ("span", "trace", "session")
+PHOENIX_ANNOTATE = ("span", "trace", "session", "document")
 MLFLOW_ID_KINDS = ("trace_id", "client_request_id")
 
 _HEAD = """\
@@ -52,6 +52,35 @@ annotations:
     rules:
       labels: [correct, incorrect]
       synonyms: {{"👍": correct, "👎": incorrect, "yes": correct, "no": incorrect}}
+      score_min: 0
+      score_max: 1
+      require: label
+"""
+
+_PHOENIX_DOCUMENTS = """\
+# Where Phoenix is and who you are come from Phoenix's own variables, never from this file:
+#   PHOENIX_COLLECTOR_ENDPOINT or PHOENIX_BASE_URL (or PHOENIX_HOST and PHOENIX_PORT;
+#   default http://127.0.0.1:6006), PHOENIX_PROJECT_NAME (default: default), and
+#   PHOENIX_API_KEY (or PHOENIX_CLIENT_HEADERS) when your Phoenix has auth enabled.
+# Retrieval relevance: one row per (retriever span, document); `annobridge export` fills the
+# span ids, positions and documents' contents.
+target:
+  type: phoenix
+  # url: http://127.0.0.1:6006     # overrides the PHOENIX_* variables
+  annotate: document                 # the id column holds the retriever span's id
+  document_position_column: document_position   # the document's 0-based position
+  # project: my-app                 # overrides PHOENIX_PROJECT_NAME
+annotations:
+  - name: relevance
+    id_column: span_id
+    label_column: label
+    score_column: score
+    explanation_column: explanation
+    annotator_column: annotator
+    annotator_kind: HUMAN
+    rules:
+      labels: [relevant, irrelevant]
+      synonyms: {{"👍": relevant, "👎": irrelevant, "yes": relevant, "no": irrelevant}}
       score_min: 0
       score_max: 1
       require: label
@@ -142,7 +171,7 @@ def starter_mapping(
 ) -> str:
     """The text of a starter mapping for ``target``, on an Excel workbook.
 
-    :param annotate: Phoenix only: span (default), trace or session.
+    :param annotate: Phoenix only: span (default), trace, session or document.
     :param id_kind: MLflow only: trace_id (default) or client_request_id.
     :raises ConfigError: an unknown target, or an option the target does not take.
     """
@@ -156,7 +185,9 @@ def starter_mapping(
         raise ConfigError(f"--annotate '{annotate}': choose one of {', '.join(PHOENIX_ANNOTATE)}")
     if id_kind is not None and id_kind not in MLFLOW_ID_KINDS:
         raise ConfigError(f"--id-kind '{id_kind}': choose one of {', '.join(MLFLOW_ID_KINDS)}")
-    if target == "phoenix":
+    if target == "phoenix" and annotate == "document":
+        body = _PHOENIX_DOCUMENTS.format()
+    elif target == "phoenix":
         kind = annotate or "span"
         body = _PHOENIX.format(annotate=kind, id_column=f"{kind}_id")
     elif target == "mlflow":

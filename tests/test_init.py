@@ -30,6 +30,7 @@ COMBINATIONS = [
     ("phoenix", ["--annotate", "span"], "span_id"),
     ("phoenix", ["--annotate", "trace"], "trace_id"),
     ("phoenix", ["--annotate", "session"], "session_id"),
+    ("phoenix", ["--annotate", "document"], "span_id"),
     ("phoenix", [], "span_id"),
     ("mlflow", ["--id-kind", "trace_id"], "trace_id"),
     ("mlflow", ["--id-kind", "client_request_id"], "request_id"),
@@ -58,6 +59,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
     for name in ("MLFLOW_EXPERIMENT_NAME", "ARIZE_MODEL_ID", "ARIZE_APP_URL", "LOG10_TASK_ID"):
         monkeypatch.delenv(name, raising=False)
+
+
+def test_init_of_a_document_round_has_the_position_column_and_relevance_labels(
+    tmp_path: Path,
+) -> None:
+    result = runner.invoke(app, ["init", str(tmp_path / "p"), "--annotate", "document"])
+    assert result.exit_code == 0, result.output
+    mapping = load_mapping(tmp_path / "p" / "annobridge.yaml")
+    assert mapping.target.record_kind() == "span"
+    assert mapping.target.identity_columns() == ["document_position"]
+    (entry,) = mapping.annotations
+    assert entry.rules.labels == ["relevant", "irrelevant"]
+    header = [c.value for c in openpyxl.load_workbook(tmp_path / "p" / "labels.xlsx")["Labels"][1]]
+    assert header[0] == "span_id" and "document_position" in header
 
 
 @pytest.mark.parametrize(("target", "options", "id_column"), COMBINATIONS)
