@@ -391,7 +391,7 @@ def sync(
     if as_json:
         typer.echo(
             json.dumps(
-                {"mappings": [_job_json(j) for j in jobs], "exit_code": code}, ensure_ascii=False
+                {"mappings": [j.to_json() for j in jobs], "exit_code": code}, ensure_ascii=False
             )
         )
     elif not quiet:
@@ -400,13 +400,6 @@ def sync(
                 _report(job.result, False, False, dry_run)
         _print_jobs(jobs)
     raise typer.Exit(code)
-
-
-def _job_json(job: JobResult) -> dict[str, Any]:
-    out = job.to_json()
-    if job.error is not None and isinstance(out.get("error"), dict):
-        out["error"]["code"] = job.error.code
-    return out
 
 
 def _job_error(job: JobResult) -> str:

@@ -806,7 +806,11 @@ class JobResult:
             return self.result.to_json()
         return {
             "mapping": str(self.mapping),
-            "error": {"type": type(self.error).__name__, "message": str(self.error)},
+            "error": {
+                "type": type(self.error).__name__,
+                "code": self.error.code if self.error is not None else None,
+                "message": str(self.error),
+            },
             "exit_code": self.exit_code,
         }
 
