@@ -15,6 +15,7 @@ from typing import Any
 
 from bridge.errors import SourceError
 from bridge.records import CellError, Row, StatusColumns, StatusUpdate, safe_text
+from bridge.sources.base import ReadSpec
 
 
 def column_letter(index: int) -> str:
@@ -192,6 +193,22 @@ def rows_from_grid(
         occurrences[key] = n + 1
         add(make(sheet_row, values, key, n, status))
     return rows
+
+
+def read_rows(
+    grid: Iterable[Sequence[Any]], header_row: int, spec: ReadSpec, where: str
+) -> list[Row]:
+    """``rows_from_grid`` for what the pipeline asks (every medium reads through here, so a
+    new part of ReadSpec reaches all of them)."""
+    return rows_from_grid(
+        grid,
+        header_row,
+        spec.columns,
+        spec.key_columns,
+        spec.status,
+        where,
+        spec.optional_columns,
+    )
 
 
 def keyless_contents(rows: Iterable[Row], columns: Sequence[str]) -> dict[int, tuple[str, ...]]:

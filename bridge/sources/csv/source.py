@@ -22,7 +22,7 @@ from bridge.sources._table import (
     keyless_contents,
     lock_files,
     place_updates,
-    rows_from_grid,
+    read_rows,
     status_positions,
 )
 from bridge.sources.base import ReadSpec, Source
@@ -143,15 +143,7 @@ class CsvSource(Source):
         if not grid:
             raise SourceError(f"{self.path}: the file is empty; it needs a header row and rows")
         try:
-            rows = rows_from_grid(
-                grid,
-                self.header_row,
-                spec.columns,
-                spec.key_columns,
-                spec.status,
-                self.path.name,
-                spec.optional_columns,
-            )
+            rows = read_rows(grid, self.header_row, spec, self.path.name)
         except SourceError:
             other = self._other_delimiter(grid, spec.columns)
             if other is None:

@@ -38,7 +38,7 @@ from bridge.sources._table import (
     keyless_contents,
     lock_files,
     place_updates,
-    rows_from_grid,
+    read_rows,
     status_positions,
 )
 from bridge.sources.base import ReadSpec, Source
@@ -301,15 +301,7 @@ class ExcelSource(Source):
                     )
                 try:
                     with gc_paused():  # one row at a time: the sheet is never held whole
-                        rows = rows_from_grid(
-                            scan,
-                            self.header_row,
-                            spec.columns,
-                            spec.key_columns,
-                            spec.status,
-                            where,
-                            spec.optional_columns,
-                        )
+                        rows = read_rows(scan, self.header_row, spec, where)
                 except SourceError as exc:
                     hint = _merged_header_hint(merged, self.header_row)
                     if hint and "not found in header row" in str(exc):

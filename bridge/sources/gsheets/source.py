@@ -48,7 +48,7 @@ from bridge.sources._table import (
     key_part,
     keyless_contents,
     place_updates,
-    rows_from_grid,
+    read_rows,
     status_positions,
 )
 from bridge.sources.base import ReadSpec, Source
@@ -100,15 +100,7 @@ class GSheetsSource(GSheetsExport, GSheetsTabs, Source):
                 f"{where}: the worksheet is empty; it needs the column names in row "
                 f"{self.header_row}, and rows of labels under them"
             )
-        rows = rows_from_grid(
-            values,
-            self.header_row,
-            spec.columns,
-            spec.key_columns,
-            spec.status,
-            where,
-            spec.optional_columns,
-        )
+        rows = read_rows(values, self.header_row, spec, where)
         header = values[self.header_row - 1]
         layout.key_positions = header_index(header, spec.key_columns, where, self.header_row)
         mapped = header_index(header, spec.columns, where, self.header_row)
