@@ -94,6 +94,13 @@ def column_of(
     return {r[0]: r[at] for r in rows[header_row:] if r[0] is not None}
 
 
+def tab_links(book: Path) -> dict[str, str]:
+    """The Disagreements tab's link column, by record id."""
+    rows = list(openpyxl.load_workbook(book)["Disagreements"].iter_rows(values_only=True))
+    at, link = rows[0].index("record_id"), rows[0].index("link")
+    return {str(r[at]): str(r[link]) for r in rows[1:]}
+
+
 # --- workbooks the way Excel writes them ------------------------------------------------------
 # openpyxl writes no cached formula results, no shared strings in the first place and no
 # row spans; Excel does all three. ``raw_book`` writes the XML parts itself, so tests (and the

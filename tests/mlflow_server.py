@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.servers import NO_TELEMETRY, ROOT, free_port, launch
 
 DEFAULT_MLFLOW_PYTHON = ROOT / ".cache" / "servers" / "mlflow" / "bin" / "python"
@@ -248,3 +250,51 @@ def serving(tmp_path_factory: Any, name: str) -> Iterator[MlflowServer]:
         yield server
     finally:
         server.stop()
+
+
+def server_fixture(name: str) -> Any:
+    """A module-scoped ``server`` fixture serving that module's own MLflow (see ``serving``):
+    ``server = server_fixture("mlflow-x")`` at module level."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+        yield from serving(tmp_path_factory, name)
+
+    return server
+
+
+def traces_fixture(experiment: str, *, count: int, seed: int) -> Any:
+    """A module-scoped ``traces`` fixture: ``count`` traces seeded once into ``experiment``
+    of the module's ``server``."""
+
+    @pytest.fixture(scope="module")
+    def traces(
+        server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+    ) -> list[dict[str, Any]]:
+        out = tmp_path_factory.mktemp("seed") / "traces.json"
+        return server.seed(out, experiment=experiment, count=count, seed=seed)
+
+    return traces
+
+
+def write_mapping(
+    path: Path, server: MlflowServer, experiment: str, annotations: str, target: str = ""
+) -> Path:
+    """A mapping at ``path``: the Labels sheet of labels.xlsx into ``experiment`` on this
+    server; ``target`` adds lines to the target block, ``annotations`` is the YAML list."""
+    path.write_text(
+        f"""source:
+  type: excel
+  path: labels.xlsx
+  worksheet: Labels
+target:
+  type: mlflow
+  url: {server.url}
+  experiment: {experiment}
+{target}
+annotations:
+{annotations}
+""",
+        encoding="utf-8",
+    )
+    return path

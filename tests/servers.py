@@ -189,6 +189,17 @@ class PhoenixServer:
         with urllib.request.urlopen(request, timeout=30) as r:
             return json.load(r)
 
+    def post(self, path: str, body: Any) -> Any:
+        """One JSON POST to the server (REST or /graphql); the decoded JSON answer."""
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.load(r)
+
     def span_annotations(
         self, span_ids: list[str], project: str = "default", token: str | None = None
     ) -> list[dict[str, Any]]:

@@ -15,14 +15,13 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pytest
 
-from tests.mlflow_server import MlflowServer, serving
+from tests.mlflow_server import MlflowServer, server_fixture
 
 pytestmark = pytest.mark.mlflow
 
@@ -32,9 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "annobridge")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    yield from serving(tmp_path_factory, "mlflow-crash")
+server = server_fixture("mlflow-crash")
 
 
 @pytest.fixture(scope="module")

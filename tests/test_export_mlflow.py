@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,47 +16,30 @@ from typer.testing import CliRunner
 from bridge.cli import app
 from bridge.mapping import load_mapping
 from tests.builders import sheet_records as table
-from tests.mlflow_server import MlflowServer, serving
+from tests.mlflow_server import MlflowServer, server_fixture, traces_fixture
+from tests.mlflow_server import write_mapping as mlflow_mapping
 
 pytestmark = pytest.mark.mlflow
 runner = CliRunner()
 EXPERIMENT = "annobridge-export"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    yield from serving(tmp_path_factory, "mlflow-export")
+server = server_fixture("mlflow-export")
 
 
-@pytest.fixture(scope="module")
-def traces(server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    out = tmp_path_factory.mktemp("seed") / "traces.json"
-    return server.seed(out, experiment=EXPERIMENT, count=12, seed=3)
+traces = traces_fixture(EXPERIMENT, count=12, seed=3)
 
 
-def write_mapping(directory: Path, server: MlflowServer, name: str, rules: str = "") -> Path:
-    path = directory / "mapping.yaml"
-    path.write_text(
-        f"""source:
-  type: excel
-  path: labels.xlsx
-  worksheet: Labels
-target:
-  type: mlflow
-  url: {server.url}
-  experiment: {EXPERIMENT}
-annotations:
-  - name: {name}
+def write_mapping(directory: Path, server: MlflowServer, name: str) -> Path:
+    annotations = f"""  - name: {name}
     id_column: trace_id
     label_column: label
     explanation_column: explanation
     annotator_column: annotator
     rules:
       labels: [correct, incorrect]
-      require: label{rules}
-"""
-    )
-    return path
+      require: label"""
+    return mlflow_mapping(directory / "mapping.yaml", server, EXPERIMENT, annotations)
 
 
 def cli(*args: str) -> tuple[int, dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -76,17 +75,6 @@ def cli(*args: str) -> tuple[int, dict[str, Any], str]:
 def cells(path: Path) -> dict[str, Any]:
     ws = openpyxl.load_workbook(path)["Labels"]
     return {c.coordinate: c.value for row in ws.iter_rows() for c in row if c.value is not None}
-
-
-def post(server: PhoenixServer, path: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        f"{server.url}{path}",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as r:
-        return json.load(r)
 
 
 def test_whole_loop_export_label_sync_read_back(
@@ -173,8 +161,7 @@ def test_export_skips_spans_already_labelled_by_humans_not_by_llm_judges(
     name = unique("skip")
     human = [s["span_id"] for s in seeded_spans[:3]]
     judged = seeded_spans[3]["span_id"]
-    post(
-        phoenix,
+    phoenix.post(
         "/v1/span_annotations?sync=true",
         {
             "data": [
@@ -270,8 +257,7 @@ def test_export_traces_and_unknown_project(
     assert {s["trace_id"] for s in seeded_spans} <= ids
     labelled = seeded_spans[0]["trace_id"]
     name = load_mapping(mapping).annotations[0].name
-    post(
-        phoenix,
+    phoenix.post(
         "/v1/trace_annotations?sync=true",
         {"data": [{"trace_id": labelled, "name": name, "annotator_kind": "HUMAN"}]},
     )
@@ -290,8 +276,7 @@ def test_rules_pull_writes_phoenix_configs_into_the_mapping(
     phoenix: PhoenixServer, tmp_path: Path
 ) -> None:
     name = unique("quality")
-    post(
-        phoenix,
+    phoenix.post(
         "/v1/annotation_configs",
         {
             "type": "CATEGORICAL",
@@ -335,8 +320,7 @@ def test_rules_pull_continuous_bounds_and_missing_configs(
     phoenix: PhoenixServer, tmp_path: Path
 ) -> None:
     name = unique("helpfulness")
-    post(
-        phoenix,
+    phoenix.post(
         "/v1/annotation_configs",
         {
             "type": "CONTINUOUS",
@@ -364,8 +348,7 @@ def test_sync_rules_from_platform_validates_against_the_live_config(
     phoenix: PhoenixServer, seeded_spans: list[dict[str, str]], tmp_path: Path
 ) -> None:
     name = unique("tone")
-    post(
-        phoenix,
+    phoenix.post(
         "/v1/annotation_configs",
         {
             "type": "CATEGORICAL",

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
 from tests.fault_proxy import FaultProxy
-from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import MlflowServer, server_fixture
 
 pytestmark = pytest.mark.mlflow
 
@@ -22,14 +21,7 @@ EXPERIMENT = "annobridge-faults"
 ANNOTATORS = 8
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-faults"), workers=1, jobs=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+server = server_fixture("mlflow-faults")
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from bridge.targets.mlflow.config import MlflowConfig
 from bridge.targets.mlflow.target import MlflowTarget
 from bridge.targets.mlflow.values import assessment_id
 from tests.mlflow_server import MlflowServer
+from tests.mlflow_server import write_mapping as mlflow_mapping
 
 pytestmark = pytest.mark.mlflow
 
@@ -90,22 +91,7 @@ def write_mapping(
     target: str,
     annotations: str,
 ) -> Path:
-    path = directory / "mapping.yaml"
-    path.write_text(
-        f"""source:
-  type: excel
-  path: labels.xlsx
-  worksheet: Labels
-target:
-  type: mlflow
-  url: {server.url}
-  experiment: {EXPERIMENT}
-{target}
-annotations:
-{annotations}
-"""
-    )
-    return path
+    return mlflow_mapping(directory / "mapping.yaml", server, EXPERIMENT, annotations, target)
 
 
 CORRECTNESS = """  - name: {name}

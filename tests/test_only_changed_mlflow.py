@@ -4,7 +4,6 @@ stay as they were)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,14 @@ import pytest
 
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
-from tests.mlflow_server import MlflowServer, serving
+from tests.builders import make_book
+from tests.mlflow_server import MlflowServer, server_fixture
 
 pytestmark = pytest.mark.mlflow
 EXPERIMENT = "annobridge-only-changed"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    yield from serving(tmp_path_factory, "mlflow-changed")
+server = server_fixture("mlflow-changed")
 
 
 def test_editing_one_label_leaves_the_other_assessment_alone(
@@ -46,12 +44,11 @@ annotations:
 """,
         encoding="utf-8",
     )
-    book = openpyxl.Workbook()
-    ws = book.active
-    ws.title = "Labels"
-    ws.append(["trace_id", "label", "tone", "annotator"])
-    ws.append([tid, "correct", "friendly", "alice"])
-    book.save(tmp_path / "labels.xlsx")
+    make_book(
+        tmp_path / "labels.xlsx",
+        [[tid, "correct", "friendly", "alice"]],
+        header=["trace_id", "label", "tone", "annotator"],
+    )
     assert run(load_mapping(tmp_path / "m.yaml")).counts["synced"] == 1
 
     def stored() -> dict[str, dict[str, Any]]:

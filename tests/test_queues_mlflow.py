@@ -5,7 +5,6 @@ COMPLETE with completed_by = the row's annotator, and leaves the others PENDING.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,18 @@ from bridge.errors import ConfigError
 from bridge.exporting import export
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
-from tests.mlflow_server import MlflowServer, serving
+from tests.mlflow_server import MlflowServer, server_fixture, traces_fixture
+from tests.mlflow_server import write_mapping as mlflow_mapping
 
 pytestmark = pytest.mark.mlflow
 EXPERIMENT = "annobridge-queues"
 QUEUE = "sheet-import-1"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    yield from serving(tmp_path_factory, "mlflow-queues")
+server = server_fixture("mlflow-queues")
 
 
-@pytest.fixture(scope="module")
-def traces(server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    out = tmp_path_factory.mktemp("seed") / "traces.json"
-    return server.seed(out, experiment=EXPERIMENT, count=5, seed=11)
+traces = traces_fixture(EXPERIMENT, count=5, seed=11)
 
 
 def experiment_id(server: MlflowServer) -> str:
@@ -47,31 +42,17 @@ def items(server: MlflowServer, queue_id: str) -> dict[str, dict[str, Any]]:
     return {i["item_id"]: i for i in listed.get("items", [])}
 
 
-def write_mapping(tmp_path: Path, server: MlflowServer, extra: str = "") -> Path:
-    path = tmp_path / "m.yaml"
-    path.write_text(
-        f"""
-source:
-  type: excel
-  path: labels.xlsx
-  worksheet: Labels
-target:
-  type: mlflow
-  url: {server.url}
-  experiment: {EXPERIMENT}
-{extra}
-annotations:
-  - name: correctness
+ANNOTATIONS = """  - name: correctness
     id_column: trace_id
     label_column: label
     annotator_column: annotator
     rules:
       labels: [correct, incorrect]
-      require: label
-""",
-        encoding="utf-8",
-    )
-    return path
+      require: label"""
+
+
+def write_mapping(tmp_path: Path, server: MlflowServer, extra: str = "") -> Path:
+    return mlflow_mapping(tmp_path / "m.yaml", server, EXPERIMENT, ANNOTATIONS, extra)
 
 
 def test_export_a_queue_then_sync_completes_its_items(

@@ -3,7 +3,6 @@ annobridge gave it), another SME's and an LLM judge's on the same trace stay."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +11,17 @@ import pytest
 
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
-from tests.builders import sheet_records
-from tests.mlflow_server import MlflowServer, serving
+from tests.builders import make_book, sheet_records
+from tests.mlflow_server import MlflowServer, server_fixture, traces_fixture
 
 pytestmark = pytest.mark.mlflow
 EXPERIMENT = "annobridge-retract"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    yield from serving(tmp_path_factory, "mlflow-retract")
+server = server_fixture("mlflow-retract")
 
 
-@pytest.fixture(scope="module")
-def traces(server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    out = tmp_path_factory.mktemp("seed") / "traces.json"
-    return server.seed(out, experiment=EXPERIMENT, count=2, seed=9)
+traces = traces_fixture(EXPERIMENT, count=2, seed=9)
 
 
 def names(server: MlflowServer, trace_id: str) -> set[tuple[str, str]]:
@@ -56,13 +50,11 @@ annotations:
 """,
         encoding="utf-8",
     )
-    book = openpyxl.Workbook()
-    ws = book.active
-    ws.title = "Labels"
-    ws.append(["trace_id", "label", "annotator"])
-    ws.append([tid, "correct", "alice"])
-    ws.append([tid, "incorrect", "bob"])
-    book.save(tmp_path / "labels.xlsx")
+    make_book(
+        tmp_path / "labels.xlsx",
+        [[tid, "correct", "alice"], [tid, "incorrect", "bob"]],
+        header=["trace_id", "label", "annotator"],
+    )
     mapping = load_mapping(tmp_path / "m.yaml")
     assert run(mapping).counts["synced"] == 2
     server.call(
@@ -105,13 +97,11 @@ annotations:
 """,
         encoding="utf-8",
     )
-    book = openpyxl.Workbook()
-    ws = book.active
-    ws.title = "Labels"
-    ws.append(["trace_id", "label", "annotator"])
-    for t in traces[:2]:
-        ws.append([t["trace_id"], "yes", "carol"])
-    book.save(tmp_path / "labels.xlsx")
+    make_book(
+        tmp_path / "labels.xlsx",
+        [[t["trace_id"], "yes", "carol"] for t in traces[:2]],
+        header=["trace_id", "label", "annotator"],
+    )
     assert run(load_mapping(tmp_path / "m.yaml")).counts["synced"] == 2
     wb = openpyxl.load_workbook(tmp_path / "labels.xlsx")
     wb["Labels"]["B2"] = None

@@ -5,15 +5,12 @@ finishes and removes nothing else."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 import openpyxl
 import pytest
@@ -21,23 +18,12 @@ import pytest
 from bridge.errors import ConfigError
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
-from tests.builders import sheet_records
+from tests.builders import make_book, sheet_records
 from tests.servers import PhoenixServer
 
 pytestmark = pytest.mark.phoenix
 PROJECT = "tests"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def post(server: PhoenixServer, path: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        f"{server.url}{path}",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as r:
-        return json.load(r)
 
 
 def setup(tmp_path: Path, server: PhoenixServer, spans: list[str], extra: str = "") -> Path:
@@ -58,19 +44,16 @@ annotations:
 """,
         encoding="utf-8",
     )
-    book = openpyxl.Workbook()
-    ws = book.active
-    ws.title = "Labels"
-    ws.append(["span_id", "label", "annotator"])
-    for s in spans:
-        ws.append([s, "correct", "alice"])
-        ws.append([s, "incorrect", "bob"])
-    book.save(tmp_path / "labels.xlsx")
+    rows = [
+        [s, label, who]
+        for s in spans
+        for label, who in (("correct", "alice"), ("incorrect", "bob"))
+    ]
+    make_book(tmp_path / "labels.xlsx", rows, header=["span_id", "label", "annotator"])
     result = run(load_mapping(mapping))
     assert result.exit_code == 0 and result.counts["synced"] == 2 * len(spans)
     # the app's own LLM annotation of the same name on the first span
-    post(
-        server,
+    server.post(
         "/v1/span_annotations?sync=true",
         {
             "data": [

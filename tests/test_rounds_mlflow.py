@@ -4,7 +4,6 @@ writes feedback through MLflow's own API (source LLM_JUDGE), sync, agreement wit
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +14,17 @@ from bridge.exporting import export
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
 from bridge.rounds import measure
-from tests.mlflow_server import MlflowServer, serving
+from tests.builders import make_book, tab_links
+from tests.mlflow_server import MlflowServer, server_fixture, traces_fixture
 
 pytestmark = pytest.mark.mlflow
 EXPERIMENT = "annobridge-rounds"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    yield from serving(tmp_path_factory, "mlflow-rounds")
+server = server_fixture("mlflow-rounds")
 
 
-@pytest.fixture(scope="module")
-def traces(server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    out = tmp_path_factory.mktemp("seed") / "traces.json"
-    return server.seed(out, experiment=EXPERIMENT, count=6, seed=5)
+traces = traces_fixture(EXPERIMENT, count=6, seed=5)
 
 
 def judge(server: MlflowServer, trace_id: str, value: str) -> None:
@@ -46,13 +41,6 @@ def judge(server: MlflowServer, trace_id: str, value: str) -> None:
             }
         },
     )
-
-
-def tab_links(book: Path) -> dict[str, str]:
-    """The Disagreements tab's link column, by record id."""
-    rows = list(openpyxl.load_workbook(book)["Disagreements"].iter_rows(values_only=True))
-    at, link = rows[0].index("record_id"), rows[0].index("link")
-    return {str(r[at]): str(r[link]) for r in rows[1:]}
 
 
 def check_link(server: MlflowServer, url: str, trace_id: str) -> None:
@@ -153,14 +141,10 @@ def test_request_id_links_on_mlflow(
     by_request = {t["client_request_id"]: t["trace_id"] for t in traces if t["client_request_id"]}
     assert len(by_request) >= 2
     ids = [*sorted(by_request)[:2], "req-never-logged"]
-    book = openpyxl.Workbook()
-    ws = book.active
-    ws.title = "Labels"
-    ws.append(["request_id", "label", "annotator"])
-    for rid in ids:
-        ws.append([rid, "correct", "alice"])
-        ws.append([rid, "incorrect", "bob"])
-    book.save(tmp_path / "labels.xlsx")
+    rows = [
+        [r, label, who] for r in ids for label, who in (("correct", "alice"), ("incorrect", "bob"))
+    ]
+    make_book(tmp_path / "labels.xlsx", rows, header=["request_id", "label", "annotator"])
     (tmp_path / "m.yaml").write_text(
         f"""
 source: {{type: excel, path: labels.xlsx, worksheet: Labels}}

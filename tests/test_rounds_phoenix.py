@@ -4,11 +4,9 @@ LLM), sync, then agreement from the sheet and against the judge, tabs read back.
 
 from __future__ import annotations
 
-import json
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
 
 import openpyxl
 import pytest
@@ -17,6 +15,7 @@ from bridge.exporting import export
 from bridge.mapping import load_mapping
 from bridge.pipeline import run
 from bridge.rounds import measure
+from tests.builders import tab_links
 from tests.servers import PhoenixServer
 
 pytestmark = pytest.mark.phoenix
@@ -26,24 +25,6 @@ PROJECT = "tests"
 SPAN_REDIRECT_QUERY = """query spanRedirectLoaderQuery($spanOtelId: String!) {
   span: getSpanByOtelId(spanId: $spanOtelId) { id trace { traceId id } project { id } }
 }"""
-
-
-def post(server: PhoenixServer, path: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        f"{server.url}{path}",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as r:
-        return json.load(r)
-
-
-def tab_links(book: Path) -> dict[str, str]:
-    """The Disagreements tab's link column, by record id."""
-    rows = list(openpyxl.load_workbook(book)["Disagreements"].iter_rows(values_only=True))
-    at, link = rows[0].index("record_id"), rows[0].index("link")
-    return {str(r[at]): str(r[link]) for r in rows[1:]}
 
 
 def status_of(url: str) -> int:
@@ -110,7 +91,7 @@ annotations:
         }
         for i, sid in enumerate(spans[:5])
     ]
-    post(phoenix, "/v1/span_annotations?sync=true", {"data": judged})
+    phoenix.post("/v1/span_annotations?sync=true", {"data": judged})
 
     round_ = measure(load_mapping(tmp_path / "m.yaml"), judge=name)
     assert round_.exit_code == 0
@@ -147,12 +128,12 @@ annotations:
     for rid, url in links.items():
         assert url == f"{phoenix.url}/redirects/spans/{rid}"
         assert status_of(url) == 200
-        found = post(phoenix, "/graphql", {"query": SPAN_REDIRECT_QUERY,
-                                           "variables": {"spanOtelId": rid}})  # fmt: skip
+        found = phoenix.post("/graphql", {"query": SPAN_REDIRECT_QUERY,
+                                          "variables": {"spanOtelId": rid}})  # fmt: skip
         assert found["data"]["span"]["project"]["id"] == project_id
         assert found["data"]["span"]["trace"]["traceId"] == trace_of[rid]
-    unknown = post(phoenix, "/graphql", {"query": SPAN_REDIRECT_QUERY,
-                                         "variables": {"spanOtelId": "f" * 16}})  # fmt: skip
+    unknown = phoenix.post("/graphql", {"query": SPAN_REDIRECT_QUERY,
+                                        "variables": {"spanOtelId": "f" * 16}})  # fmt: skip
     assert not (unknown.get("data") or {}).get("span")  # the query tells records apart
     # a judge name with no LLM annotations says so, exit 1
     (tmp_path / "n.yaml").write_text(
